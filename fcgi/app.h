@@ -1,0 +1,31 @@
+/* app.h: what a worker knows while it serves (configuration, counters) and the route table
+ * that maps a request to its handler. */
+#ifndef VELLUM_APP_H
+#define VELLUM_APP_H
+
+#include <stdint.h>
+#include <time.h>
+
+#include "config.h"
+#include "http.h"
+
+struct app {
+    const struct vellum_config *cfg;
+    time_t started;          /* when the server (master, or the single process) started */
+    uint64_t served;         /* requests served by this worker */
+};
+
+/* A handler fills resp (status, headers, body); returning is enough, errors go in resp. */
+typedef void (*route_handler)(struct app *app, const struct http_request *req,
+                              struct http_response *resp);
+
+/* Route and run one request; always leaves a complete response in resp. */
+void app_handle(struct app *app, const struct http_request *req, struct http_response *resp);
+
+/* Handlers (one file each). */
+void handle_health(struct app *app, const struct http_request *req, struct http_response *resp);
+void handle_debug_sleep(struct app *app, const struct http_request *req,
+                        struct http_response *resp);
+void handle_image(struct app *app, const struct http_request *req, struct http_response *resp);
+
+#endif

@@ -1,0 +1,51 @@
+/* handle_health.c: /health for load balancers and humans, and /debug/sleep for the tests that
+ * need a slow request (drain on SIGTERM, graceful reload). */
+#include "app.h"
+
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+void handle_health(struct app *app, const struct http_request *req, struct http_response *resp)
+{
+    (void)req;
+    cJSON *o = cJSON_CreateObject();
+    char *text = NULL;
+    if (o && cJSON_AddStringToObject(o, "status", "ok") &&
+        cJSON_AddStringToObject(o, "version", VELLUM_VERSION) &&
+        cJSON_AddNumberToObject(o, "uptime_s", (double)(time(NULL) - app->started)) &&
+        cJSON_AddNumberToObject(o, "pid", (double)getpid()) &&
+        cJSON_AddNumberToObject(o, "requests", (double)app->served))
+        text = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    if (!text) {
+        http_error(resp, 500, "out of memory");
+        return;
+    }
+    http_body_take(resp, (unsigned char *)text, strlen(text));
+    http_header_add(resp, "Cache-Control", "no-store");
+}
+
+void handle_debug_sleep(struct app *app, const struct http_request *req,
+                        struct http_response *resp)
+{
+    (void)app;
+    char v[32];
+    long ms = 1000;
+    if (http_query_get(req, "ms", v, sizeof v))
+        ms = strtol(v, NULL, 10);
+    if (ms < 0 || ms > 60000) {
+        http_error(resp, 400, "ms must be 0..60000");
+        return;
+    }
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0)
+        ;
+    char body[64];
+    snprintf(body, sizeof body, "{\"slept_ms\":%ld,\"pid\":%d}", ms, (int)getpid());
+    if (http_body_copy(resp, body) < 0)
+        http_error(resp, 500, "out of memory");
+}
