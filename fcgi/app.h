@@ -26,6 +26,8 @@ void app_handle(struct app *app, const struct http_request *req, struct http_res
 void handle_health(struct app *app, const struct http_request *req, struct http_response *resp);
 void handle_debug_sleep(struct app *app, const struct http_request *req,
                         struct http_response *resp);
+void handle_debug_crash(struct app *app, const struct http_request *req,
+                        struct http_response *resp);
 void handle_image(struct app *app, const struct http_request *req, struct http_response *resp);
 
 #endif

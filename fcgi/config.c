@@ -47,7 +47,7 @@ static const struct key keys[] = {
     {"shutdown_timeout_ms", NUM(shutdown_timeout_ms, 0, 3600000), "10000",
      "on stop or reload, how long in-flight requests may take before workers are killed"},
     {"debug_routes", KEY_BOOL, offsetof(struct vellum_config, debug_routes), 0, 0, 1, "false",
-     "serve /debug/sleep?ms=N (used by the tests); keep false in production"},
+     "serve /debug/sleep?ms=N and /debug/crash (for the tests); keep false in production"},
     {"max_width", NUM(max_width, 0, 1000000), "10000",
      "largest output width (maxWidth in info.json); 0 = no limit"},
     {"max_height", NUM(max_height, 0, 1000000), "10000",

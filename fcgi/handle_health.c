@@ -1,5 +1,6 @@
-/* handle_health.c: /health for load balancers and humans, and /debug/sleep for the tests that
- * need a slow request (drain on SIGTERM, graceful reload). */
+/* handle_health.c: /health for load balancers and humans, and /debug/sleep and /debug/crash for
+ * the tests that need a slow request (drain, reload) or a dying worker (respawn, back-off).
+ * The debug routes exist only when debug_routes = true. */
 #include "app.h"
 
 #include <cjson/cJSON.h>
@@ -48,4 +49,13 @@ void handle_debug_sleep(struct app *app, const struct http_request *req,
     snprintf(body, sizeof body, "{\"slept_ms\":%ld,\"pid\":%d}", ms, (int)getpid());
     if (http_body_copy(resp, body) < 0)
         http_error(resp, 500, "out of memory");
+}
+
+void handle_debug_crash(struct app *app, const struct http_request *req,
+                        struct http_response *resp)
+{
+    (void)app;
+    (void)req;
+    (void)resp;
+    abort();
 }

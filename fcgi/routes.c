@@ -17,6 +17,7 @@ static const struct route routes[] = {
     {"/iiif/3/", true, false, handle_image},
     {"/iiif/2/", true, false, handle_image},
     {"/debug/sleep", false, true, handle_debug_sleep},
+    {"/debug/crash", false, true, handle_debug_crash},
 };
 
 static const struct route *route_find(const struct app *app, const char *path)

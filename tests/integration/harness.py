@@ -1,0 +1,360 @@
+"""harness.py: start real vellum, nginx and Apache on loopback for the integration tests.
+
+Server configurations come from docs/deploy.md (the blocks marked <!-- template:NAME -->), so
+the documentation is exactly what is tested. Everything runs in a private temp folder; nothing
+system-wide is touched. Only the Python standard library is used.
+"""
+import atexit
+import http.client
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+SOURCE_DIR = os.environ.get("VELLUM_SOURCE_DIR",
+                            os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
+BUILD_DIR = os.environ.get("VELLUM_BUILD_DIR", os.path.join(SOURCE_DIR, "build"))
+VELLUM_BIN = os.environ.get("VELLUM_BIN", os.path.join(BUILD_DIR, "vellum"))
+FIXTURES = os.environ.get("VELLUM_FIXTURES") or os.path.join(SOURCE_DIR, "..", "shared", "fixtures")
+SKIP = 77  # ctest SKIP_RETURN_CODE
+
+_procs = []
+_failures = []
+
+
+def skip(why):
+    print("SKIPPED: " + why, flush=True)
+    sys.exit(SKIP)
+
+
+def check(cond, what):
+    """Record a failed assertion without stopping, so one run reports every problem."""
+    if cond:
+        print("ok   " + what, flush=True)
+    else:
+        print("FAIL " + what, flush=True)
+        _failures.append(what)
+    return cond
+
+
+SANITIZER_REPORT = re.compile(r"ERROR: (Address|Leak|Undefined)Sanitizer|runtime error: ")
+_logs = []
+
+
+def done():
+    # A sanitizer report in any log of a process we started is a failure, even if every HTTP
+    # answer looked right (a worker that dies is respawned and would hide it).
+    for path in _logs:
+        try:
+            with open(path, encoding="utf-8", errors="replace") as f:
+                text = f.read()
+        except OSError:
+            continue
+        m = SANITIZER_REPORT.search(text)
+        check(m is None, "no sanitizer report in %s%s" % (os.path.basename(path),
+                                                          ": " + text[m.start():m.start() + 300] if m else ""))
+    if _failures:
+        print("%d check(s) failed" % len(_failures), flush=True)
+        sys.exit(1)
+    print("all checks passed", flush=True)
+    sys.exit(0)
+
+
+def tmpdir(name="vellum-it-"):
+    d = tempfile.mkdtemp(prefix=name)
+    # Apache's children may run as www-data (when the tests run as root): let them in.
+    os.chmod(d, 0o755)
+    atexit.register(shutil.rmtree, d, True)
+    return d
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(pred, timeout=10.0, what="condition"):
+    end = time.time() + timeout
+    while time.time() < end:
+        try:
+            if pred():
+                return True
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError("timed out waiting for " + what)
+
+
+def port_open(port):
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def template(name, **values):
+    """The fenced block after <!-- template:NAME --> in docs/deploy.md, placeholders filled."""
+    with open(os.path.join(SOURCE_DIR, "docs", "deploy.md"), encoding="utf-8") as f:
+        text = f.read()
+    m = re.search(r"<!-- template:%s -->\s*```[a-z]*\n(.*?)```" % re.escape(name), text, re.S)
+    if not m:
+        raise RuntimeError("no template %s in docs/deploy.md" % name)
+    block = m.group(1)
+    for k, v in values.items():
+        block = block.replace("@%s@" % k, str(v))
+    left = re.findall(r"@[A-Z_]+@", block)
+    if left:
+        raise RuntimeError("template %s: unfilled placeholders %s" % (name, left))
+    return block
+
+
+def _register(proc):
+    _procs.append(proc)
+    return proc
+
+
+@atexit.register
+def _stop_all():
+    for p in reversed(_procs):
+        if p.poll() is None:
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except OSError:
+                pass
+            p.wait()
+
+
+class Vellum:
+    """`vellum serve` in its own process group, stderr captured to a file."""
+
+    def __init__(self, workdir, listen=None, args=(), env=None):
+        self.workdir = workdir
+        self.port = None
+        if listen is None:
+            self.port = free_port()
+            listen = "127.0.0.1:%d" % self.port
+        self.listen = listen
+        self.log_path = os.path.join(workdir, "vellum-%d.log" % free_port())
+        e = dict(os.environ)
+        e.update(env or {})
+        self.log = open(self.log_path, "w")
+        _logs.append(self.log_path)
+        self.proc = _register(subprocess.Popen(
+            [VELLUM_BIN, "serve", "--listen", listen] + list(args),
+            stdout=self.log, stderr=subprocess.STDOUT, env=e, start_new_session=True))
+        if listen.startswith("/") or listen.startswith("unix:"):
+            path = listen[5:] if listen.startswith("unix:") else listen
+            wait_for(lambda: os.path.exists(path), what="vellum socket " + path)
+        else:
+            wait_for(lambda: port_open(self.port), what="vellum on port %d" % self.port)
+
+    @property
+    def fastcgi_address(self):
+        return ("unix:" + self.listen) if self.listen.startswith("/") else self.listen
+
+    def workers(self):
+        out = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True)
+        return sorted(int(x) for x in out.stdout.split())
+
+    def signal(self, sig):
+        self.proc.send_signal(sig)
+
+    def wait(self, timeout=30):
+        return self.proc.wait(timeout)
+
+    def output(self):
+        self.log.flush()
+        with open(self.log_path, encoding="utf-8", errors="replace") as f:
+            return f.read()
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(30)
+
+
+class Nginx:
+    """nginx with the docs/deploy.md server block, as a foreground process."""
+
+    def __init__(self, workdir, fastcgi, www=None, port=None):
+        self.port = port or free_port()
+        self.dir = os.path.join(workdir, "nginx-%d" % self.port)
+        os.makedirs(os.path.join(self.dir, "tmp"), exist_ok=True)
+        www = www or os.path.join(self.dir, "www")
+        os.makedirs(www, exist_ok=True)
+        server = template("nginx", LISTEN="127.0.0.1:%d" % self.port, VELLUM=fastcgi, WWW=www)
+        # The main context around the documented server block: test-only plumbing.
+        user = "user root;\n" if os.geteuid() == 0 else ""
+        conf = """daemon off;
+%(user)sworker_processes 1;
+pid %(d)s/nginx.pid;
+error_log %(d)s/error.log warn;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    client_body_temp_path %(d)s/tmp/body;
+    fastcgi_temp_path %(d)s/tmp/fastcgi;
+    proxy_temp_path %(d)s/tmp/proxy;
+    uwsgi_temp_path %(d)s/tmp/uwsgi;
+    scgi_temp_path %(d)s/tmp/scgi;
+    include /etc/nginx/mime.types;
+%(server)s
+}
+""" % {"d": self.dir, "user": user, "server": server}
+        path = os.path.join(self.dir, "nginx.conf")
+        with open(path, "w") as f:
+            f.write(conf)
+        nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+        self.proc = _register(subprocess.Popen([nginx, "-p", self.dir, "-c", path],
+                                               stderr=subprocess.STDOUT,
+                                               stdout=open(os.path.join(self.dir, "out.log"), "w"),
+                                               start_new_session=True))
+        wait_for(lambda: port_open(self.port), what="nginx on port %d" % self.port)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGQUIT)
+            self.proc.wait(10)
+
+
+class Apache:
+    """Apache httpd with mod_fcgid and the docs/deploy.md block, on a high loopback port."""
+
+    MODULES = "/usr/lib/apache2/modules"
+
+    def __init__(self, workdir, vellum_bin, config):
+        self.port = free_port()
+        self.dir = os.path.join(workdir, "apache-%d" % self.port)
+        os.makedirs(self.dir)
+        os.chmod(self.dir, 0o777)
+        rundir = os.path.join(self.dir, "fcgid")
+        www = os.path.join(self.dir, "www")
+        os.makedirs(www)
+        block = template("apache", LISTEN="127.0.0.1:%d" % self.port, WWW=www,
+                         VELLUM_BIN=vellum_bin, CONFIG=config, RUNDIR=rundir)
+        if os.geteuid() == 0:
+            # Apache refuses to serve as root; its children (and so vellum) run as www-data.
+            user = "User www-data\nGroup www-data\n"
+        else:
+            user = ""
+        self.error_log = os.path.join(self.dir, "error.log")
+        _logs.append(self.error_log)
+        conf = """ServerRoot %(d)s
+ServerName 127.0.0.1
+PidFile %(d)s/httpd.pid
+Listen 127.0.0.1:%(port)d
+%(user)sLoadModule mpm_event_module %(m)s/mod_mpm_event.so
+LoadModule authz_core_module %(m)s/mod_authz_core.so
+LoadModule mime_module %(m)s/mod_mime.so
+LoadModule dir_module %(m)s/mod_dir.so
+LoadModule fcgid_module %(m)s/mod_fcgid.so
+TypesConfig /etc/mime.types
+ErrorLog %(log)s
+LogLevel warn
+Mutex file:%(d)s
+StartServers 1
+ServerLimit 2
+ThreadsPerChild 16
+MaxRequestWorkers 32
+%(block)s
+""" % {"d": self.dir, "port": self.port, "user": user, "m": self.MODULES,
+       "log": self.error_log, "block": block}
+        self.conf = os.path.join(self.dir, "httpd.conf")
+        with open(self.conf, "w") as f:
+            f.write(conf)
+        httpd = shutil.which("apache2") or "/usr/sbin/apache2"
+        self.proc = _register(subprocess.Popen(
+            [httpd, "-f", self.conf, "-DFOREGROUND"],
+            stdout=open(os.path.join(self.dir, "out.log"), "w"), stderr=subprocess.STDOUT,
+            start_new_session=True))
+        try:
+            wait_for(lambda: port_open(self.port), what="apache on port %d" % self.port)
+        except RuntimeError:
+            print(open(os.path.join(self.dir, "out.log")).read())
+            if os.path.exists(self.error_log):
+                print(open(self.error_log).read())
+            raise
+
+    def log(self):
+        with open(self.error_log, encoding="utf-8", errors="replace") as f:
+            return f.read()
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+
+
+def request(port, path, method="GET", headers=None, timeout=30):
+    """One HTTP/1.1 request on a fresh connection: (status, {lowercase header: value}, body)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.putrequest(method, path, skip_accept_encoding=True)
+        for k, v in (headers or {}).items():
+            conn.putheader(k, v)
+        conn.endheaders()
+        r = conn.getresponse()
+        body = r.read()
+        return r.status, {k.lower(): v for k, v in r.getheaders()}, body
+    finally:
+        conn.close()
+
+
+ACCESS_LINE = re.compile(
+    r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (GET|HEAD|POST|OPTIONS|PUT|DELETE) (\S+) "
+    r"(\d{3}) (\d+) (\d+\.\d{3})ms pid=(\d+)$", re.M)
+
+
+def check_basics(port, label):
+    """What every deployment must do, whatever sits in front: /health, JSON errors, CORS on
+    every response, HEAD, OPTIONS preflight, 404, 405."""
+    import json
+    st, h, body = request(port, "/health")
+    check(st == 200, "%s: /health is 200 (got %d)" % (label, st))
+    check(h.get("access-control-allow-origin") == "*", "%s: /health has CORS *" % label)
+    check(h.get("content-type", "").startswith("application/json"), "%s: /health is JSON" % label)
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        doc = {}
+    check(doc.get("status") == "ok" and isinstance(doc.get("pid"), int)
+          and isinstance(doc.get("uptime_s"), (int, float)) and isinstance(doc.get("requests"), int)
+          and re.match(r"^\d+\.\d+\.\d+", str(doc.get("version", ""))),
+          "%s: /health reports status, version, uptime, pid, requests: %s" % (label, body[:200]))
+
+    st, h, body = request(port, "/health", method="HEAD")
+    check(st == 200 and body == b"", "%s: HEAD /health is 200 without a body" % label)
+    check(h.get("access-control-allow-origin") == "*", "%s: HEAD has CORS *" % label)
+
+    st, h, body = request(port, "/iiif/9/no/such/thing")
+    check(st == 404, "%s: unknown path is 404 (got %d)" % (label, st))
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        doc = {}
+    check(doc.get("status") == 404 and "no such path" in doc.get("error", ""),
+          "%s: 404 body is a JSON error: %s" % (label, body[:200]))
+    check(h.get("access-control-allow-origin") == "*", "%s: 404 has CORS *" % label)
+
+    st, h, body = request(port, "/health", method="DELETE")
+    check(st == 405, "%s: DELETE is 405 (got %d)" % (label, st))
+    check("GET" in h.get("allow", ""), "%s: 405 names the allowed methods" % label)
+    check(b'"status":405' in body, "%s: 405 body is a JSON error" % label)
+
+    st, h, body = request(port, "/health", method="OPTIONS",
+                          headers={"Origin": "https://viewer.example",
+                                   "Access-Control-Request-Method": "GET",
+                                   "Access-Control-Request-Headers": "Authorization"})
+    check(st in (200, 204), "%s: OPTIONS preflight answered (got %d)" % (label, st))
+    check(h.get("access-control-allow-origin") == "*", "%s: preflight has CORS *" % label)
+    check("GET" in h.get("access-control-allow-methods", ""), "%s: preflight allows GET" % label)
+    check("Authorization" in h.get("access-control-allow-headers", ""),
+          "%s: preflight allows the requested header" % label)

@@ -1,0 +1,189 @@
+/* test_fcgi.c: the pure parts of fcgi/: configuration keys, request parsing, base URLs,
+ * query parameters, JSON errors and response serialisation. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "config.h"
+#include "http.h"
+
+static void test_config(void)
+{
+    struct vellum_config c;
+    struct verr e;
+    config_defaults(&c);
+    CHECK_STR(c.listen, "127.0.0.1:9000");
+    CHECK_INT(c.workers, 0);
+    CHECK_INT(c.socket_mode, 0666);
+    CHECK_INT(c.log_level, LOG_LEVEL_INFO);
+    CHECK_INT(c.jpeg_quality, 85);
+
+    CHECK_INT(config_set(&c, "workers", "8", "test", &e), 0);
+    CHECK_INT(c.workers, 8);
+    CHECK_INT(config_set(&c, "WORKERS", "9", "test", &e), 0);
+    CHECK_INT(c.workers, 9);
+    CHECK_INT(config_set(&c, "image-root", "/srv", "test", &e), 0);
+    CHECK_STR(c.image_root, "/srv");
+
+    static const struct {
+        const char *key, *value, *needle;
+    } bad[] = {
+        {"workers", "", "integer from 0 to 1024"},
+        {"workers", "1025", "integer from 0 to 1024"},
+        {"workers", "-1", "integer from 0 to 1024"},
+        {"workers", "4x", "integer from 0 to 1024"},
+        {"workers", " 4", "integer from 0 to 1024"},
+        {"workers", "99999999999999999999999", "integer from 0 to 1024"},
+        {"debug_routes", "maybe", "true or false"},
+        {"log_level", "verbose", "error, warn, info or debug"},
+        {"socket_mode", "0999", "octal"},
+        {"nope", "1", "unknown setting"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        e.msg[0] = '\0';
+        CHECK_INT(config_set(&c, bad[i].key, bad[i].value, "test", &e), -1);
+        CHECK_MSG(strstr(e.msg, bad[i].needle) != NULL, "%s=%s: %s", bad[i].key, bad[i].value, e.msg);
+        CHECK_MSG(strstr(e.msg, "test") != NULL, "source named: %s", e.msg);
+    }
+    CHECK_INT(c.workers, 9); /* a refused value leaves the old one */
+
+    char big[2000];
+    memset(big, 'a', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    CHECK_INT(config_set(&c, "image_root", big, "test", &e), -1);
+
+    /* load: env then flags, flags win; a bare boolean flag means true */
+    char *envp[] = {"VELLUM_WORKERS=3", "VELLUM_BASE_URL=https://iiif.example.org/", NULL};
+    char *argv[] = {"--workers", "5", "--debug-routes", "--prefix=/v"};
+    CHECK_INT(config_load(&c, 4, argv, envp, &e), 0);
+    CHECK_INT(c.workers, 5);
+    CHECK(c.debug_routes);
+    CHECK_STR(c.base_url, "https://iiif.example.org"); /* trailing slash dropped */
+    CHECK_STR(c.prefix, "/v");
+    char *argv2[] = {"--prefix", "v/"};
+    CHECK_INT(config_load(&c, 2, argv2, NULL, &e), -1);
+    CHECK(strstr(e.msg, "prefix") != NULL);
+}
+
+static void test_request(void)
+{
+    struct http_request r;
+    struct verr e;
+    char *env[] = {"REQUEST_METHOD=HEAD", "REQUEST_URI=/v/iiif/3/a%2Fb/info.json?x=1&y=", NULL};
+    CHECK_INT(http_request_init(&r, env, "/v", &e), 0);
+    CHECK_STR(r.path, "/iiif/3/a%2Fb/info.json");
+    CHECK_STR(r.query, "x=1&y=");
+    CHECK(r.is_head);
+    char v[16];
+    CHECK(http_query_get(&r, "x", v, sizeof v));
+    CHECK_STR(v, "1");
+    CHECK(http_query_get(&r, "y", v, sizeof v));
+    CHECK_STR(v, "");
+    CHECK(!http_query_get(&r, "z", v, sizeof v));
+
+    char *env2[] = {"REQUEST_URI=/vx/health", NULL};
+    CHECK_INT(http_request_init(&r, env2, "/v", &e), -1);
+    CHECK_INT(e.status, 404);
+
+    char *huge = malloc(20000);
+    strcpy(huge, "REQUEST_URI=/");
+    memset(huge + 13, 'a', 19000);
+    huge[19013] = '\0';
+    char *env3[] = {huge, NULL};
+    CHECK_INT(http_request_init(&r, env3, "", &e), -1);
+    CHECK_INT(e.status, 414);
+    free(huge);
+}
+
+static void test_base_url(void)
+{
+    struct vellum_config c;
+    config_defaults(&c);
+    struct http_request r;
+    struct verr e;
+    char buf[256];
+
+    char *e1[] = {"REQUEST_URI=/", "HTTP_HOST=localhost:8080", NULL};
+    http_request_init(&r, e1, "", &e);
+    CHECK_INT(http_base_url(&r, &c, buf, sizeof buf), 0);
+    CHECK_STR(buf, "http://localhost:8080");
+
+    char *e2[] = {"REQUEST_URI=/", "HTTP_HOST=a.org", "HTTPS=on", NULL};
+    http_request_init(&r, e2, "", &e);
+    http_base_url(&r, &c, buf, sizeof buf);
+    CHECK_STR(buf, "https://a.org");
+
+    char *e3[] = {"REQUEST_URI=/", "HTTP_HOST=inner", "HTTP_X_FORWARDED_HOST=pub.org",
+                  "HTTP_X_FORWARDED_PROTO=https", NULL};
+    http_request_init(&r, e3, "", &e);
+    http_base_url(&r, &c, buf, sizeof buf);
+    CHECK_STR(buf, "https://pub.org");
+
+    /* A Host header with characters no host has is not echoed into ids. */
+    char *e4[] = {"REQUEST_URI=/", "HTTP_HOST=evil\"><script>", "SERVER_NAME=srv",
+                  "SERVER_PORT=81", NULL};
+    http_request_init(&r, e4, "", &e);
+    http_base_url(&r, &c, buf, sizeof buf);
+    CHECK_STR(buf, "http://srv:81");
+
+    strcpy(c.base_url, "https://iiif.example.org");
+    strcpy(c.prefix, "/v");
+    http_base_url(&r, &c, buf, sizeof buf);
+    CHECK_STR(buf, "https://iiif.example.org/v");
+}
+
+struct sink {
+    char buf[8192];
+    size_t len;
+};
+
+static int sink_write(void *ctx, const void *data, size_t len)
+{
+    struct sink *s = ctx;
+    if (s->len + len >= sizeof s->buf)
+        return -1;
+    memcpy(s->buf + s->len, data, len);
+    s->len += len;
+    s->buf[s->len] = '\0';
+    return 0;
+}
+
+static void test_response(void)
+{
+    struct http_request r;
+    struct verr e;
+    char *env[] = {"REQUEST_METHOD=GET", "REQUEST_URI=/x", NULL};
+    http_request_init(&r, env, "", &e);
+    struct http_response resp;
+    http_response_init(&resp);
+    http_header_add(&resp, "Allow", "GET");
+    http_error(&resp, 405, "method \"%s\" not allowed", "PUT");
+    struct sink s = {.len = 0};
+    size_t n = http_send(&r, &resp, sink_write, &s);
+    CHECK(n > 0);
+    CHECK(strstr(s.buf, "Status: 405 Method Not Allowed\r\n") == s.buf);
+    CHECK(strstr(s.buf, "Access-Control-Allow-Origin: *\r\n") != NULL);
+    CHECK(strstr(s.buf, "Allow: GET\r\n") != NULL);
+    /* The message is JSON-escaped, not pasted. */
+    CHECK(strstr(s.buf, "{\"error\":\"method \\\"PUT\\\" not allowed\",\"status\":405}") != NULL);
+    http_response_clear(&resp);
+
+    char *henv[] = {"REQUEST_METHOD=HEAD", "REQUEST_URI=/x", NULL};
+    http_request_init(&r, henv, "", &e);
+    http_response_init(&resp);
+    http_body_copy(&resp, "hello");
+    s.len = 0;
+    CHECK_INT(http_send(&r, &resp, sink_write, &s), 0);
+    CHECK(strstr(s.buf, "Content-Length: 5\r\n") != NULL);
+    CHECK(strstr(s.buf, "hello") == NULL);
+    http_response_clear(&resp);
+}
+
+int main(void)
+{
+    test_config();
+    test_request();
+    test_base_url();
+    test_response();
+    return CHECK_DONE();
+}
