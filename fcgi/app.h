@@ -9,8 +9,11 @@
 #include "config.h"
 #include "http.h"
 
+struct source_cache;
+
 struct app {
     const struct vellum_config *cfg;
+    struct source_cache *sources; /* parsed source headers, created on first use */
     time_t started;          /* when the server (master, or the single process) started */
     uint64_t served;         /* requests served by this worker */
 };

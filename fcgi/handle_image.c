@@ -1,9 +1,222 @@
-/* handle_image.c: IIIF Image API 3.0 and 2.1 (placeholder until the codec lands). */
+/* handle_image.c: IIIF Image API 3.0 (/iiif/3/) and 2.1 (/iiif/2/) over the same sources.
+ * The path after the prefix is split from the right (identifiers may hold %2F), the identifier
+ * resolved under image_root, the header taken from the per-worker cache, and then: 303 for the
+ * base URI, info.json, or parse -> plan -> render for an image. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
 #include "app.h"
+#include "codec.h"
+#include "iiif.h"
+#include "manifest.h"
+#include "source_cache.h"
+
+#define SOURCE_CACHE_ENTRIES 256
+
+static uint64_t fnv1a(uint64_t h, const void *data, size_t len)
+{
+    const unsigned char *p = data;
+    for (size_t i = 0; i < len; i++) {
+        h ^= p[i];
+        h *= 0x100000001b3ull;
+    }
+    return h;
+}
+
+static void http_date(time_t t, char *buf, size_t len)
+{
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(buf, len, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+}
+
+/* True when the client's If-None-Match lists etag (or "*"). */
+static bool etag_matches(const struct http_request *req, const char *etag)
+{
+    const char *inm = http_param(req, "HTTP_IF_NONE_MATCH");
+    if (!inm)
+        return false;
+    if (!strcmp(inm, "*"))
+        return true;
+    size_t n = strlen(etag);
+    for (const char *p = strstr(inm, etag); p; p = strstr(p + 1, etag)) {
+        if ((p == inm || p[-1] == ' ' || p[-1] == ',' || p[-1] == '/') &&
+            (p[n] == '\0' || p[n] == ',' || p[n] == ' '))
+            return true;
+    }
+    return false;
+}
+
+/* Validators and caching headers shared by info.json and images. Returns true when the client
+ * already has this version (the response is then a 304). */
+static bool add_cache_headers(const struct app *app, const struct http_request *req,
+                              struct http_response *resp, const char *etag, int64_t mtime_ns)
+{
+    char date[64];
+    http_date((time_t)(mtime_ns / 1000000000), date, sizeof date);
+    http_header_add(resp, "ETag", "%s", etag);
+    http_header_add(resp, "Last-Modified", "%s", date);
+    http_header_add(resp, "Cache-Control", "public, max-age=%ld", app->cfg->cache_max_age);
+    if (etag_matches(req, etag)) {
+        resp->status = 304;
+        return true;
+    }
+    return false;
+}
+
+/* Content negotiation for info.json (SPECS A13, B): 3.0 answers JSON-LD with the profile unless
+ * the client asks for plain application/json only; 2.1 answers application/json unless the
+ * client asks for application/ld+json. */
+static void set_info_type(const struct http_request *req, enum iiif_version v,
+                          struct http_response *resp)
+{
+    const char *accept = http_param(req, "HTTP_ACCEPT");
+    bool wants_ld = accept && strstr(accept, "application/ld+json");
+    bool wants_json = accept && strstr(accept, "application/json");
+    if (v == IIIF_V3) {
+        if (wants_json && !wants_ld)
+            strcpy(resp->content_type, "application/json");
+        else
+            strcpy(resp->content_type,
+                   "application/ld+json;profile=\"http://iiif.io/api/image/3/context.json\"");
+    } else {
+        strcpy(resp->content_type, wants_ld ? "application/ld+json" : "application/json");
+    }
+    http_header_add(resp, "Vary", "Accept");
+}
+
+static struct iiif_limits config_limits(const struct vellum_config *cfg)
+{
+    struct iiif_limits l = {(uint32_t)cfg->max_width, (uint32_t)cfg->max_height,
+                            (uint64_t)cfg->max_area};
+    if (l.max_height == 0)
+        l.max_height = l.max_width;
+    return l;
+}
+
+static void serve_info(struct app *app, const struct http_request *req, struct http_response *resp,
+                       enum iiif_version v, const char *base_id, const struct codec_info *src,
+                       const struct source_stamp *stamp)
+{
+    struct manifest_image_info mi = {
+        .id = base_id,
+        .width = src->width,
+        .height = src->height,
+        .is_color = src->channels >= 3,
+        .limits = config_limits(app->cfg),
+        .upscaling = true,
+    };
+    manifest_choose_tiling(src, &mi.tile_w, &mi.tile_h, &mi.scale_factors);
+    struct verr err;
+    char *json = manifest_info_json(v, &mi, &err);
+    if (!json) {
+        http_error(resp, err.status, "%s", err.msg);
+        return;
+    }
+    char etag[64];
+    size_t len = strlen(json);
+    snprintf(etag, sizeof etag, "\"i%016" PRIx64 "\"", fnv1a(0xcbf29ce484222325ull, json, len));
+    set_info_type(req, v, resp);
+    if (add_cache_headers(app, req, resp, etag, stamp->mtime_ns)) {
+        free(json);
+        return;
+    }
+    http_body_take(resp, (unsigned char *)json, len);
+}
+
+static void serve_image(struct app *app, const struct http_request *req, struct http_response *resp,
+                        enum iiif_version v, const char *base_id, const char *path,
+                        const struct iiif_path *ip, const struct codec_info *src,
+                        const struct source_stamp *stamp)
+{
+    struct verr err;
+    struct iiif_params params;
+    struct iiif_plan plan;
+    struct iiif_limits limits = config_limits(app->cfg);
+    if (iiif_parse(v, ip->params[0], ip->params[1], ip->params[2], ip->params[3], &params, &err) < 0 ||
+        iiif_plan_request(&params, src->width, src->height, &limits, &plan, &err) < 0) {
+        http_error(resp, err.status, "%s", err.msg);
+        return;
+    }
+    char canonical[256];
+    if (iiif_canonical(&plan, v, src->width, src->height, &limits, canonical, sizeof canonical) < 0) {
+        http_error(resp, 500, "canonical form does not fit");
+        return;
+    }
+    http_header_add(resp, "Link", "<%s/%s>;rel=\"canonical\", <http://iiif.io/api/image/%d/level2.json>;rel=\"profile\"",
+                    base_id, canonical, v == IIIF_V3 ? 3 : 2);
+    /* The bytes depend on the file, the canonical request and the encoder quality. */
+    uint64_t h = fnv1a(0xcbf29ce484222325ull, stamp, sizeof *stamp);
+    h = fnv1a(h, canonical, strlen(canonical));
+    h = fnv1a(h, &app->cfg->jpeg_quality, sizeof app->cfg->jpeg_quality);
+    char etag[64];
+    snprintf(etag, sizeof etag, "\"m%016" PRIx64 "\"", h);
+    if (add_cache_headers(app, req, resp, etag, stamp->mtime_ns))
+        return;
+
+    struct codec_render_opts opts = {
+        .max_decode_pixels = (uint64_t)app->cfg->max_decode_pixels,
+        .jpeg_quality = (int)app->cfg->jpeg_quality,
+        .threads = (int)app->cfg->decode_threads,
+    };
+    unsigned char *bytes = NULL;
+    size_t len = 0;
+    if (codec_render(path, src, &plan, &opts, &bytes, &len, &err) < 0) {
+        http_error(resp, err.status ? err.status : 500, "%s", err.msg);
+        return;
+    }
+    snprintf(resp->content_type, sizeof resp->content_type, "%s", iiif_format_mime(plan.format));
+    http_body_take(resp, bytes, len);
+}
 
 void handle_image(struct app *app, const struct http_request *req, struct http_response *resp)
 {
-    (void)app;
-    (void)req;
-    http_error(resp, 501, "the Image API is not built yet");
+    /* Routes are "/iiif/3/" and "/iiif/2/". */
+    enum iiif_version v = req->path[6] == '3' ? IIIF_V3 : IIIF_V2;
+    const char *rest = req->path + 8;
+    struct verr err;
+    struct iiif_path ip;
+    memset(&ip, 0, sizeof ip);
+    if (iiif_split_path(rest, &ip, &err) < 0) {
+        http_error(resp, err.status, "%s", err.msg);
+        return;
+    }
+    char path[4096];
+    const struct codec_info *src = NULL;
+    struct source_stamp stamp;
+    if (!app->sources && !(app->sources = source_cache_new(SOURCE_CACHE_ENTRIES))) {
+        http_error(resp, 500, "out of memory");
+        goto done;
+    }
+    if (codec_resolve(app->cfg->image_root, ip.identifier, path, sizeof path, &err) < 0 ||
+        source_cache_get(app->sources, path, (uint64_t)app->cfg->max_decode_pixels, &src, &stamp,
+                         &err) < 0) {
+        http_error(resp, err.status, "%s", err.msg);
+        goto done;
+    }
+    char base[1024], base_id[9216];
+    if (http_base_url(req, app->cfg, base, sizeof base) < 0 ||
+        snprintf(base_id, sizeof base_id, "%s/iiif/%d/%s", base, v == IIIF_V3 ? 3 : 2, ip.id_raw) >=
+            (int)sizeof base_id) {
+        http_error(resp, 414, "identifier too long");
+        goto done;
+    }
+    switch (ip.target) {
+    case IIIF_TARGET_BASE:
+        /* SPECS A1: the base URI redirects to the information document. */
+        resp->status = 303;
+        http_header_add(resp, "Location", "%s/info.json", base_id);
+        break;
+    case IIIF_TARGET_INFO:
+        serve_info(app, req, resp, v, base_id, src, &stamp);
+        break;
+    case IIIF_TARGET_IMAGE:
+        serve_image(app, req, resp, v, base_id, path, &ip, src, &stamp);
+        break;
+    }
+done:
+    iiif_path_clear(&ip);
 }

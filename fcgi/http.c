@@ -7,14 +7,17 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* When a parameter is passed twice (nginx sends both an included fastcgi_param and a later
+ * override), the last one wins, as in PHP-FPM. */
 const char *http_param(const struct http_request *req, const char *name)
 {
     size_t n = strlen(name);
+    const char *found = NULL;
     for (char **e = req->envp; e && *e; e++) {
         if (!strncmp(*e, name, n) && (*e)[n] == '=')
-            return *e + n + 1;
+            found = *e + n + 1;
     }
-    return NULL;
+    return found;
 }
 
 int http_request_init(struct http_request *req, char **envp, const char *prefix, struct verr *err)

@@ -5,9 +5,12 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "codec.h"
 #include "config.h"
+#include "iiif.h"
 #include "log.h"
 #include "pool.h"
+#include "source_cache.h"
 
 extern char **environ;
 
@@ -20,6 +23,9 @@ static void usage(FILE *out)
           "Verbs:\n"
           "  serve            run the FastCGI worker pool (see `vellum serve --help`)\n"
           "  config           print the effective configuration (--example: a commented file)\n"
+          "  info SOURCE      what Vellum reads from a source image's header\n"
+          "  render ID REGION SIZE ROTATION QUALITY.FORMAT [-o FILE]\n"
+          "                   run one Image API 3.0 request offline (ID under image_root)\n"
           "  --version        print the version\n"
           "  --help           this text\n"
           "\n"
@@ -111,6 +117,115 @@ static int cmd_config(int argc, char **argv)
     return 0;
 }
 
+static const char *format_name(enum codec_format f)
+{
+    switch (f) {
+    case CODEC_FORMAT_JP2: return "JP2";
+    case CODEC_FORMAT_J2K: return "J2K codestream";
+    case CODEC_FORMAT_JPEG: return "JPEG";
+    case CODEC_FORMAT_PNG: return "PNG";
+    }
+    return "?";
+}
+
+static int cmd_info(int argc, char **argv)
+{
+    if (argc < 1 || has_flag(argc, argv, "--help")) {
+        fputs("Usage: vellum info SOURCE...\nPrints size, resolution levels, tiles, components and\n"
+              "ICC profile of each source file, as the server sees them.\n",
+              argc < 1 ? stderr : stdout);
+        return argc < 1 ? 2 : 0;
+    }
+    int rc = 0;
+    for (int i = 0; i < argc; i++) {
+        struct codec_info info;
+        struct verr err = {0, ""};
+        memset(&info, 0, sizeof info);
+        if (codec_probe(argv[i], 0, &info, &err) < 0) {
+            fprintf(stderr, "vellum: %s: %s (status %d)\n", argv[i], err.msg, err.status);
+            rc = 1;
+            continue;
+        }
+        printf("%s\n  format: %s\n  size: %ux%u\n  channels: %d (%d-bit source)\n"
+               "  resolution levels: %d (scale factors 1..%u native)\n",
+               argv[i], format_name(info.format), info.width, info.height, info.channels,
+               info.bit_depth, info.levels, 1u << info.levels);
+        if (info.tile_w)
+            printf("  tiles: %ux%u\n", info.tile_w, info.tile_h);
+        else
+            printf("  tiles: none (one tile)\n");
+        if (info.orientation > 1)
+            printf("  EXIF orientation: %d (sizes are as displayed)\n", info.orientation);
+        printf("  ICC profile: %s", info.icc ? "yes" : "none");
+        if (info.icc)
+            printf(" (%zu bytes)", info.icc_len);
+        printf("\n");
+        codec_info_clear(&info);
+    }
+    return rc;
+}
+
+static int cmd_render(int argc, char **argv)
+{
+    if (argc < 5 || has_flag(argc, argv, "--help")) {
+        fputs("Usage: vellum render ID REGION SIZE ROTATION QUALITY.FORMAT [-o FILE] [--key value]...\n"
+              "Runs one Image API 3.0 request against ID under image_root, writing the image to\n"
+              "FILE or stdout. Example: vellum render page1.jp2 full 512, 0 default.jpg -o t.jpg\n",
+              argc < 5 ? stderr : stdout);
+        return argc < 5 ? 2 : 0;
+    }
+    const char *outpath = NULL;
+    char *flags[64];
+    int nflags = 0;
+    for (int i = 5; i < argc; i++) {
+        if (!strcmp(argv[i], "-o") && i + 1 < argc)
+            outpath = argv[++i];
+        else if (nflags < 64)
+            flags[nflags++] = argv[i];
+    }
+    struct vellum_config cfg;
+    if (load_or_die(&cfg, nflags, flags) < 0)
+        return 2;
+    struct verr err = {0, ""};
+    char path[4096];
+    struct codec_info info;
+    struct iiif_params params;
+    struct iiif_plan plan;
+    struct iiif_limits limits = {(uint32_t)cfg.max_width,
+                                 (uint32_t)(cfg.max_height ? cfg.max_height : cfg.max_width),
+                                 (uint64_t)cfg.max_area};
+    unsigned char *bytes = NULL;
+    size_t len = 0;
+    memset(&info, 0, sizeof info);
+    int rc = 1;
+    if (codec_resolve(cfg.image_root, argv[0], path, sizeof path, &err) < 0 ||
+        codec_probe(path, (uint64_t)cfg.max_decode_pixels, &info, &err) < 0 ||
+        iiif_parse(IIIF_V3, argv[1], argv[2], argv[3], argv[4], &params, &err) < 0 ||
+        iiif_plan_request(&params, info.width, info.height, &limits, &plan, &err) < 0)
+        goto fail;
+    struct codec_render_opts opts = {(uint64_t)cfg.max_decode_pixels, (int)cfg.jpeg_quality,
+                                     (int)cfg.decode_threads};
+    if (codec_render(path, &info, &plan, &opts, &bytes, &len, &err) < 0)
+        goto fail;
+    FILE *out = outpath ? fopen(outpath, "wb") : stdout;
+    if (!out) {
+        verr_set(&err, 500, "cannot write %s", outpath);
+        goto fail;
+    }
+    size_t w = fwrite(bytes, 1, len, out);
+    if ((outpath ? fclose(out) : fflush(out)) != 0 || w != len) {
+        verr_set(&err, 500, "write error");
+        goto fail;
+    }
+    rc = 0;
+fail:
+    if (rc)
+        fprintf(stderr, "vellum: render: %s (status %d)\n", err.msg, err.status);
+    free(bytes);
+    codec_info_clear(&info);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     setvbuf(stderr, NULL, _IOLBF, 0);
@@ -138,6 +253,10 @@ int main(int argc, char **argv)
         return cmd_serve(argc - 2, argv + 2);
     if (!strcmp(verb, "config"))
         return cmd_config(argc - 2, argv + 2);
+    if (!strcmp(verb, "info"))
+        return cmd_info(argc - 2, argv + 2);
+    if (!strcmp(verb, "render"))
+        return cmd_render(argc - 2, argv + 2);
     fprintf(stderr, "vellum: unknown verb \"%s\"\n\n", verb);
     usage(stderr);
     return 2;

@@ -297,8 +297,10 @@ def request(port, path, method="GET", headers=None, timeout=30):
     """One HTTP/1.1 request on a fresh connection: (status, {lowercase header: value}, body)."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
-        conn.putrequest(method, path, skip_accept_encoding=True)
-        for k, v in (headers or {}).items():
+        hdrs = headers or {}
+        conn.putrequest(method, path, skip_accept_encoding=True,
+                        skip_host=any(k.lower() == "host" for k in hdrs))
+        for k, v in hdrs.items():
             conn.putheader(k, v)
         conn.endheaders()
         r = conn.getresponse()
