@@ -106,6 +106,51 @@ t.check(not problems, "every valid fixture serves info.json and tiles (%d served
         "with opj_decompress, mean tolerance 3):\n  %s" % (served, compared, "\n  ".join(problems)))
 t.check(served >= 100, "at least 100 valid fixtures served (%d)" % served)
 
+# ---- colour: a source's ICC profile travels with the pixels ---------------------------------
+def jp2_icc(path):
+    """The ICC profile of a JP2's colr box (method 2 or 3), read straight from the file."""
+    data = open(path, "rb").read()
+    i = data.find(b"colr")
+    if i < 4 or data[i + 4] not in (2, 3):
+        return None
+    n = int.from_bytes(data[i - 4:i], "big")
+    return data[i + 7:i - 4 + n]
+
+
+def jpeg_icc(data):
+    chunks, pos = {}, 2
+    while pos + 4 <= len(data) and data[pos] == 0xFF and data[pos + 1] not in (0xDA, 0xD9):
+        n = int.from_bytes(data[pos + 2:pos + 4], "big")
+        seg = data[pos + 4:pos + 2 + n]
+        if data[pos + 1] == 0xE2 and seg.startswith(b"ICC_PROFILE\0"):
+            chunks[seg[12]] = seg[14:]
+        pos += 2 + n
+    return b"".join(chunks[k] for k in sorted(chunks)) if chunks else None
+
+
+def png_icc(data):
+    import zlib
+    pos = 8
+    while pos < len(data):
+        n = int.from_bytes(data[pos:pos + 4], "big")
+        if data[pos + 4:pos + 8] == b"iCCP":
+            body = data[pos + 8:pos + 8 + n]
+            name_end = body.index(b"\0")
+            return zlib.decompress(body[name_end + 2:])
+        pos += 12 + n
+    return None
+
+
+rel = "jp2/openjpeg-data/nonregression/issue171.jp2"
+icc = jp2_icc(os.path.join(FIX, rel))
+st, h, body = get("/iiif/3/%s/full/100,/0/default.jpg" % ident(rel))
+t.check(icc and st == 200 and jpeg_icc(body) == icc,
+        "ICC: the source's %d-byte profile is embedded in jpg output" % len(icc or b""))
+st, h, body = get("/iiif/3/%s/full/100,/0/default.png" % ident(rel))
+t.check(icc and st == 200 and png_icc(body) == icc, "ICC: the source's profile is embedded in png output")
+st, h, body = get("/iiif/3/%s/full/100,/0/gray.jpg" % ident(rel))
+t.check(st == 200 and jpeg_icc(body) is None, "ICC: an RGB profile is not put on gray output")
+
 # ---- corrupt sources -------------------------------------------------------------------------
 bad = []
 for rel in files("corrupt"):
