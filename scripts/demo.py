@@ -3,7 +3,9 @@
 The nginx server block is the one in docs/deploy.md (read by the same code the integration
 tests use). Demo content lives in .demo/ (ignored by git) and is made once.
 """
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -50,17 +52,83 @@ def make_images():
                            check=True, stdout=subprocess.DEVNULL)
 
 
-def make_www():
+# Real photographs, from a Debian package that is downloaded (not installed) and unpacked here.
+PHOTO_PACKAGE = "plasma-workspace-wallpapers"
+PHOTOS = {
+    "cups.jp2": ("ColorfulCups", "Colourful cups (photograph), archive-style untiled JP2"),
+    "path.jp2": ("Path", "A forest path (photograph), tiled JP2 (1024x1024 tiles)"),
+}
+# How libraries encode masters: lossy 9/7, 7 resolution levels, precincts, RPCL progression,
+# quality layers, tile-parts by resolution, PLT/TLM/SOP/EPH markers.
+ARCHIVE_OPTS = ["-I", "-n", "7", "-p", "RPCL", "-c", "[256,256],[256,256],[128,128]",
+                "-b", "64,64", "-r", "40,20,10", "-TP", "R", "-PLT", "-TLM", "-SOP", "-EPH"]
+
+
+def make_photos():
+    """Returns the photographs made (some may be missing when the package cannot be fetched)."""
+    debs = os.path.join(DEMO, "debs")
+    os.makedirs(debs, exist_ok=True)
+    wanted = [name for name in PHOTOS if not os.path.exists(os.path.join(IMAGES, name))]
+    if wanted:
+        deb = [f for f in os.listdir(debs) if f.startswith(PHOTO_PACKAGE) and f.endswith(".deb")]
+        if not deb:
+            print("demo: fetching photographs (apt-get download %s, ~95 MB, once)..." % PHOTO_PACKAGE,
+                  flush=True)
+            r = subprocess.run(["apt-get", "download", PHOTO_PACKAGE], cwd=debs,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            deb = [f for f in os.listdir(debs) if f.endswith(".deb")]
+            if r.returncode != 0 or not deb:
+                print("demo: could not download %s (%s); continuing with the test chart only"
+                      % (PHOTO_PACKAGE, r.stderr.strip().splitlines()[-1:]), flush=True)
+                return [n for n in PHOTOS if os.path.exists(os.path.join(IMAGES, n))]
+        unpacked = os.path.join(debs, "x")
+        os.makedirs(unpacked, exist_ok=True)
+        tar = subprocess.Popen(["dpkg-deb", "--fsys-tarfile", os.path.join(debs, deb[0])],
+                               stdout=subprocess.PIPE)
+        subprocess.run(["tar", "-x", "-C", unpacked, "--wildcards",
+                        "./usr/share/wallpapers/*/contents/images/2560x1600.jpg"],
+                       stdin=tar.stdout, check=True)
+        tar.wait()
+        for name in wanted:
+            folder, _ = PHOTOS[name]
+            jpg = os.path.join(unpacked, "usr/share/wallpapers", folder, "contents/images/2560x1600.jpg")
+            ppm = os.path.join(DEMO, folder + ".ppm")
+            subprocess.run(["djpeg", "-pnm", "-outfile", ppm, jpg], check=True)
+            tiles = ["-t", "1024,1024"] if name == "path.jp2" else []
+            print("demo: encoding %s as an archive-style JPEG 2000..." % name, flush=True)
+            subprocess.run(["opj_compress", "-i", ppm, "-o", os.path.join(IMAGES, name)]
+                           + ARCHIVE_OPTS + tiles, check=True, stdout=subprocess.DEVNULL)
+            os.unlink(ppm)
+    return list(PHOTOS)
+
+
+def make_www(photos):
     os.makedirs(WWW, exist_ok=True)
-    with open(os.path.join(HERE, "demo-index.html"), encoding="utf-8") as f:
-        page = f.read()
-    with open(os.path.join(WWW, "index.html"), "w", encoding="utf-8") as f:
-        f.write(page)
+    for page, src in (("index.html", "demo-index.html"), ("osd.html", "demo-osd.html")):
+        with open(os.path.join(HERE, src), encoding="utf-8") as f:
+            text = f.read()
+        with open(os.path.join(WWW, page), "w", encoding="utf-8") as f:
+            f.write(text)
+    images = [{"id": n, "title": PHOTOS[n][1]} for n in photos]
+    images += [{"id": "chart.jp2", "title": "Test chart, tiled JP2 (512x512 tiles)"},
+               {"id": "chart-untiled.jp2", "title": "Test chart, untiled JP2"}]
+    with open(os.path.join(WWW, "images.json"), "w", encoding="utf-8") as f:
+        json.dump(images, f, indent=1)
+    # OpenSeadragon from npm, pinned by scripts/viewer/package-lock.json.
+    viewer = os.path.join(HERE, "viewer")
+    osd = os.path.join(viewer, "node_modules", "openseadragon", "build", "openseadragon")
+    if not os.path.isdir(osd):
+        print("demo: installing OpenSeadragon (npm ci)...", flush=True)
+        subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--silent"], cwd=viewer, check=True)
+    target = os.path.join(WWW, "openseadragon")
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(osd, target)
 
 
 def main():
     make_images()
-    make_www()
+    photos = make_photos()
+    make_www(photos)
     os.makedirs(DEMO, exist_ok=True)
     v = harness.Vellum(DEMO, listen="127.0.0.1:%d" % harness.free_port(),
                        args=["--image-root", IMAGES], env={"VELLUM_LOG_LEVEL": "info"})
@@ -71,7 +139,8 @@ def main():
     print("""
 Vellum demo is running (Ctrl-C stops it).
 
-  viewer page      %(b)s/
+  demo page        %(b)s/
+  OpenSeadragon    %(b)s/osd.html
   health           %(b)s/health
   image info       %(b)s/iiif/3/chart.jp2/info.json
   a tile           %(b)s/iiif/3/chart.jp2/0,0,512,512/256,/0/default.jpg

@@ -151,6 +151,7 @@ class Vellum:
             path = listen[5:] if listen.startswith("unix:") else listen
             wait_for(lambda: os.path.exists(path), what="vellum socket " + path)
         else:
+            self.port = int(listen.rsplit(":", 1)[1])
             wait_for(lambda: port_open(self.port), what="vellum on port %d" % self.port)
 
     @property
