@@ -842,13 +842,20 @@ int iiif_canonical(const struct iiif_plan *plan, enum iiif_version version, uint
         snprintf(region, sizeof region, "%u,%u,%u,%u", plan->x, plan->y, plan->w, plan->h);
 
     if (version == IIIF_V3) {
-        /* 3.0 §4.8: max when it is what max gives for this region; else w,h, with '^' when
-         * the result exceeds the region (^max needs no form of its own: ^w,h says it). */
+        /* 3.0 §4.8: max when it is what max gives for this region, ^max when it is the
+         * largest upscaled size the limits allow; else w,h, with '^' when the result exceeds
+         * the region. */
         uint32_t mw, mh;
+        uint64_t uw, uh;
+        struct lim l = lim_resolve(limits);
         iiif_fit_limits(plan->w, plan->h, limits, &mw, &mh);
+        fit_up(plan->w, plan->h, &l, &uw, &uh);
+        bool upscaled = plan->out_w > plan->w || plan->out_h > plan->h;
         if (plan->out_w == mw && plan->out_h == mh)
             snprintf(size, sizeof size, "max");
-        else if (plan->out_w > plan->w || plan->out_h > plan->h)
+        else if (upscaled && plan->out_w == uw && plan->out_h == uh)
+            snprintf(size, sizeof size, "^max");
+        else if (upscaled)
             snprintf(size, sizeof size, "^%u,%u", plan->out_w, plan->out_h);
         else
             snprintf(size, sizeof size, "%u,%u", plan->out_w, plan->out_h);

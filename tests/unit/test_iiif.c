@@ -137,30 +137,30 @@ static const struct req_case req_cases[] = {
     /* maxHeight defaults to maxWidth: 200x300 -> h 200, w = 200*200/300 = 133 */
     OK(3, "full", "max", "0", D, 200, 300, 200, 0, 0, 0, 0, 200, 300, 133, 200, "full/max/0/default.jpg"),
     /* spec: ^max with maxWidth 360 -> 360x240 */
-    OK(3, "full", "^max", "0", D, 300, 200, 360, 0, 0, 0, 0, 300, 200, 360, 240, "full/^360,240/0/default.jpg"),
+    OK(3, "full", "^max", "0", D, 300, 200, 360, 0, 0, 0, 0, 300, 200, 360, 240, "full/^max/0/default.jpg"),
     /* the size max would give is canonically max, whatever form asked for it */
     OK(3, "full", "200,", "0", D, 300, 200, 200, 0, 0, 0, 0, 300, 200, 200, 133, "full/max/0/default.jpg"),
     OK(3, "full", "150,", "0", D, 300, 200, 200, 0, 0, 0, 0, 300, 200, 150, 100, "full/150,100/0/default.jpg"),
     /* !1000,1000 with maxWidth 200: box 200x200, width binds: 200 x 133 */
     OK(3, "full", "!1000,1000", "0", D, 300, 200, 200, 0, 0, 0, 0, 300, 200, 200, 133, "full/max/0/default.jpg"),
-    OK(3, "full", "^!1000,1000", "0", D, 300, 200, 360, 0, 0, 0, 0, 300, 200, 360, 240, "full/^360,240/0/default.jpg"),
+    OK(3, "full", "^!1000,1000", "0", D, 300, 200, 360, 0, 0, 0, 0, 300, 200, 360, 240, "full/^max/0/default.jpg"),
     /* maxArea 30000 on 300x200: s = sqrt(0.5) = 0.7071; floor(212.1)=212, floor(141.4)=141 */
     OK(3, "full", "max", "0", D, 300, 200, 0, 0, 30000, 0, 0, 300, 200, 212, 141, "full/max/0/default.jpg"),
     OK(3, "full", "^max", "0", D, 300, 200, 0, 0, 30000, 0, 0, 300, 200, 212, 141, "full/max/0/default.jpg"),
     /* ^max with maxArea 240000: s = 2 -> 600x400 */
-    OK(3, "full", "^max", "0", D, 300, 200, 0, 0, 240000, 0, 0, 300, 200, 600, 400, "full/^600,400/0/default.jpg"),
+    OK(3, "full", "^max", "0", D, 300, 200, 0, 0, 240000, 0, 0, 300, 200, 600, 400, "full/^max/0/default.jpg"),
     /* !1000,1000 gives the region 300x200 = 60000 > 30000: fitted as max -> 212x141 */
     OK(3, "full", "!1000,1000", "0", D, 300, 200, 0, 0, 30000, 0, 0, 300, 200, 212, 141, "full/max/0/default.jpg"),
     /* maxWidth 400, maxHeight 100: h 200 > 100 -> 100, w = 300*100/200 = 150 */
     OK(3, "full", "max", "0", D, 300, 200, 400, 100, 0, 0, 0, 300, 200, 150, 100, "full/max/0/default.jpg"),
     OK(3, "full", "^max", "0", D, 300, 200, 400, 100, 0, 0, 0, 300, 200, 150, 100, "full/max/0/default.jpg"),
     /* ^max, 600x1000: scales 2 (w) and 5 (h); width binds: 600 x 400 */
-    OK(3, "full", "^max", "0", D, 300, 200, 600, 1000, 0, 0, 0, 300, 200, 600, 400, "full/^600,400/0/default.jpg"),
+    OK(3, "full", "^max", "0", D, 300, 200, 600, 1000, 0, 0, 0, 300, 200, 600, 400, "full/^max/0/default.jpg"),
     /* ^max, 1000x300: scales 3.33 and 1.5; height binds: 300, w = 300*300/200 = 450 */
-    OK(3, "full", "^max", "0", D, 300, 200, 1000, 300, 0, 0, 0, 300, 200, 450, 300, "full/^450,300/0/default.jpg"),
+    OK(3, "full", "^max", "0", D, 300, 200, 1000, 300, 0, 0, 0, 300, 200, 450, 300, "full/^max/0/default.jpg"),
     /* ^max, maxWidth 600 (maxHeight 600), maxArea 100000: area binds, s = sqrt(100000/60000) =
      * 1.29099; floor(387.30)=387, floor(258.20)=258; 387*258 = 99846 */
-    OK(3, "full", "^max", "0", D, 300, 200, 600, 0, 100000, 0, 0, 300, 200, 387, 258, "full/^387,258/0/default.jpg"),
+    OK(3, "full", "^max", "0", D, 300, 200, 600, 0, 100000, 0, 0, 300, 200, 387, 258, "full/^max/0/default.jpg"),
     /* maxHeight only */
     OK(3, "full", "max", "0", D, 300, 200, 0, 100, 0, 0, 0, 300, 200, 150, 100, "full/max/0/default.jpg"),
     /* A9 order: 4000x3000, maxArea 1e6: s = 0.2887 -> 1154x866; then width 1154 > 1000 ->
