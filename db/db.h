@@ -101,11 +101,12 @@ int db_collection_load(struct db *db, const char *name, struct db_collection **o
                        struct verr *err);
 void db_collection_free(struct db_collection *c);
 
-/* Progress and summary of an import; printed by the caller. */
+/* Progress and summary of an import of one file (set, not added to); printed by the caller. */
 struct db_import_stats {
     size_t objects;
     size_t canvases;
     size_t rows;
+    size_t unchanged;         /* objects identical to what the database held: left as they were */
 };
 
 typedef void (*db_progress_fn)(void *ctx, const char *file, size_t rows_done);

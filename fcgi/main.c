@@ -5,6 +5,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cmd_import.h"
 #include "codec.h"
 #include "config.h"
 #include "iiif.h"
@@ -23,6 +24,7 @@ static void usage(FILE *out)
           "Verbs:\n"
           "  serve            run the FastCGI worker pool (see `vellum serve --help`)\n"
           "  config           print the effective configuration (--example: a commented file)\n"
+          "  import FILE...   load catalogue exports (CSV, JSON Lines); see docs/import.md\n"
           "  info SOURCE      what Vellum reads from a source image's header\n"
           "  render ID REGION SIZE ROTATION QUALITY.FORMAT [-o FILE]\n"
           "                   run one Image API 3.0 request offline (ID under image_root)\n"
@@ -253,6 +255,8 @@ int main(int argc, char **argv)
         return cmd_serve(argc - 2, argv + 2);
     if (!strcmp(verb, "config"))
         return cmd_config(argc - 2, argv + 2);
+    if (!strcmp(verb, "import"))
+        return cmd_import(argc - 2, argv + 2, environ);
     if (!strcmp(verb, "info"))
         return cmd_info(argc - 2, argv + 2);
     if (!strcmp(verb, "render"))
