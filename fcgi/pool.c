@@ -25,6 +25,7 @@
 
 #include "app.h"
 #include "log.h"
+#include "source_cache.h"
 
 /* Exit status of a worker that stopped because it reached max_requests_per_worker. */
 #define EXIT_RECYCLE 3
@@ -145,6 +146,9 @@ static int worker_loop(struct app *app, int listen_fd, pid_t master)
         }
     }
     FCGX_Free(&fr, 0);
+    /* What the worker built up while serving (leak checkers look at this on a normal exit). */
+    source_cache_free(app->sources);
+    app->sources = NULL;
     close(worker_pipe[0]);
     close(worker_pipe[1]);
     worker_pipe[0] = worker_pipe[1] = -1;

@@ -74,6 +74,7 @@ cv = t.Vellum(work, args=["--workers", "1", "--debug-routes"])
 cn = t.Nginx(work, cv.fastcgi_address)
 for _ in range(5):
     t.request(cn.port, "/debug/crash")  # the worker aborts; nginx answers 502
+t.wait_for(lambda: cv.output().count("killed by signal 6") >= 5, what="five crashes logged")
 delays = [int(d) for d in re.findall(r"killed by signal 6; respawning in (\d+) ms", cv.output())]
 t.check(len(delays) == 5 and delays[-1] >= 400 and delays == sorted(delays),
         "crash loop: respawn back-off grows (%s ms)" % delays)
