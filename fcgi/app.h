@@ -4,16 +4,21 @@
 #define VELLUM_APP_H
 
 #include <stdint.h>
+#include <sys/types.h>
 #include <time.h>
 
 #include "config.h"
 #include "http.h"
 
 struct source_cache;
+struct db;
 
 struct app {
     const struct vellum_config *cfg;
     struct source_cache *sources; /* parsed source headers, created on first use */
+    struct db *db;           /* the catalogue, opened read-only on first use (Presentation API) */
+    dev_t db_dev;            /* which file db is: reopened when the path names another file */
+    ino_t db_ino;
     time_t started;          /* when the server (master, or the single process) started */
     uint64_t served;         /* requests served by this worker */
 };
@@ -32,5 +37,9 @@ void handle_debug_sleep(struct app *app, const struct http_request *req,
 void handle_debug_crash(struct app *app, const struct http_request *req,
                         struct http_response *resp);
 void handle_image(struct app *app, const struct http_request *req, struct http_response *resp);
+void handle_presentation(struct app *app, const struct http_request *req,
+                         struct http_response *resp);
+/* Close the catalogue handle_presentation opened; for a worker that stops (leak checkers). */
+void handle_presentation_release(struct app *app);
 
 #endif

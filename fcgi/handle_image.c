@@ -16,78 +16,6 @@
 
 #define SOURCE_CACHE_ENTRIES 256
 
-static uint64_t fnv1a(uint64_t h, const void *data, size_t len)
-{
-    const unsigned char *p = data;
-    for (size_t i = 0; i < len; i++) {
-        h ^= p[i];
-        h *= 0x100000001b3ull;
-    }
-    return h;
-}
-
-static void http_date(time_t t, char *buf, size_t len)
-{
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    strftime(buf, len, "%a, %d %b %Y %H:%M:%S GMT", &tm);
-}
-
-/* True when the client's If-None-Match lists etag (or "*"). */
-static bool etag_matches(const struct http_request *req, const char *etag)
-{
-    const char *inm = http_param(req, "HTTP_IF_NONE_MATCH");
-    if (!inm)
-        return false;
-    if (!strcmp(inm, "*"))
-        return true;
-    size_t n = strlen(etag);
-    for (const char *p = strstr(inm, etag); p; p = strstr(p + 1, etag)) {
-        if ((p == inm || p[-1] == ' ' || p[-1] == ',' || p[-1] == '/') &&
-            (p[n] == '\0' || p[n] == ',' || p[n] == ' '))
-            return true;
-    }
-    return false;
-}
-
-/* Validators and caching headers shared by info.json and images. Returns true when the client
- * already has this version (the response is then a 304). */
-static bool add_cache_headers(const struct app *app, const struct http_request *req,
-                              struct http_response *resp, const char *etag, int64_t mtime_ns)
-{
-    char date[64];
-    http_date((time_t)(mtime_ns / 1000000000), date, sizeof date);
-    http_header_add(resp, "ETag", "%s", etag);
-    http_header_add(resp, "Last-Modified", "%s", date);
-    http_header_add(resp, "Cache-Control", "public, max-age=%ld", app->cfg->cache_max_age);
-    if (etag_matches(req, etag)) {
-        resp->status = 304;
-        return true;
-    }
-    return false;
-}
-
-/* Content negotiation for info.json (SPECS A13, B): 3.0 answers JSON-LD with the profile unless
- * the client asks for plain application/json only; 2.1 answers application/json unless the
- * client asks for application/ld+json. */
-static void set_info_type(const struct http_request *req, enum iiif_version v,
-                          struct http_response *resp)
-{
-    const char *accept = http_param(req, "HTTP_ACCEPT");
-    bool wants_ld = accept && strstr(accept, "application/ld+json");
-    bool wants_json = accept && strstr(accept, "application/json");
-    if (v == IIIF_V3) {
-        if (wants_json && !wants_ld)
-            strcpy(resp->content_type, "application/json");
-        else
-            strcpy(resp->content_type,
-                   "application/ld+json;profile=\"http://iiif.io/api/image/3/context.json\"");
-    } else {
-        strcpy(resp->content_type, wants_ld ? "application/ld+json" : "application/json");
-    }
-    http_header_add(resp, "Vary", "Accept");
-}
-
 static struct iiif_limits config_limits(const struct vellum_config *cfg)
 {
     struct iiif_limits l = {(uint32_t)cfg->max_width, (uint32_t)cfg->max_height,
@@ -118,9 +46,12 @@ static void serve_info(struct app *app, const struct http_request *req, struct h
     }
     char etag[64];
     size_t len = strlen(json);
-    snprintf(etag, sizeof etag, "\"i%016" PRIx64 "\"", fnv1a(0xcbf29ce484222325ull, json, len));
-    set_info_type(req, v, resp);
-    if (add_cache_headers(app, req, resp, etag, stamp->mtime_ns)) {
+    snprintf(etag, sizeof etag, "\"i%016" PRIx64 "\"", http_hash(HTTP_HASH_INIT, json, len));
+    /* SPECS A13, B: 3.0 answers JSON-LD with the profile by default, 2.1 plain JSON. */
+    http_set_json_type(req, resp, v == IIIF_V3 ? "http://iiif.io/api/image/3/context.json" : NULL,
+                       v == IIIF_V3);
+    if (http_cache_headers(req, resp, etag, (time_t)(stamp->mtime_ns / 1000000000),
+                           app->cfg->cache_max_age)) {
         free(json);
         return;
     }
@@ -149,12 +80,13 @@ static void serve_image(struct app *app, const struct http_request *req, struct 
     http_header_add(resp, "Link", "<%s/%s>;rel=\"canonical\", <http://iiif.io/api/image/%d/level2.json>;rel=\"profile\"",
                     base_id, canonical, v == IIIF_V3 ? 3 : 2);
     /* The bytes depend on the file, the canonical request and the encoder quality. */
-    uint64_t h = fnv1a(0xcbf29ce484222325ull, stamp, sizeof *stamp);
-    h = fnv1a(h, canonical, strlen(canonical));
-    h = fnv1a(h, &app->cfg->jpeg_quality, sizeof app->cfg->jpeg_quality);
+    uint64_t h = http_hash(HTTP_HASH_INIT, stamp, sizeof *stamp);
+    h = http_hash(h, canonical, strlen(canonical));
+    h = http_hash(h, &app->cfg->jpeg_quality, sizeof app->cfg->jpeg_quality);
     char etag[64];
     snprintf(etag, sizeof etag, "\"m%016" PRIx64 "\"", h);
-    if (add_cache_headers(app, req, resp, etag, stamp->mtime_ns))
+    if (http_cache_headers(req, resp, etag, (time_t)(stamp->mtime_ns / 1000000000),
+                           app->cfg->cache_max_age))
         return;
 
     struct codec_render_opts opts = {

@@ -253,3 +253,70 @@ bool http_query_get(const struct http_request *req, const char *name, char *buf,
     }
     return false;
 }
+
+uint64_t http_hash(uint64_t h, const void *data, size_t len)
+{
+    const unsigned char *p = data;
+    for (size_t i = 0; i < len; i++) {
+        h ^= p[i];
+        h *= 0x100000001b3ull;
+    }
+    return h;
+}
+
+static void http_date(time_t t, char *buf, size_t len)
+{
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(buf, len, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+}
+
+/* True when the client's If-None-Match lists etag (or "*"). */
+static bool etag_matches(const struct http_request *req, const char *etag)
+{
+    const char *inm = http_param(req, "HTTP_IF_NONE_MATCH");
+    if (!inm)
+        return false;
+    if (!strcmp(inm, "*"))
+        return true;
+    size_t n = strlen(etag);
+    for (const char *p = strstr(inm, etag); p; p = strstr(p + 1, etag)) {
+        if ((p == inm || p[-1] == ' ' || p[-1] == ',' || p[-1] == '/') &&
+            (p[n] == '\0' || p[n] == ',' || p[n] == ' '))
+            return true;
+    }
+    return false;
+}
+
+bool http_cache_headers(const struct http_request *req, struct http_response *resp,
+                        const char *etag, time_t last_modified, long max_age_s)
+{
+    char date[64];
+    http_date(last_modified, date, sizeof date);
+    http_header_add(resp, "ETag", "%s", etag);
+    http_header_add(resp, "Last-Modified", "%s", date);
+    if (max_age_s < 0)
+        http_header_add(resp, "Cache-Control", "public, no-cache");
+    else
+        http_header_add(resp, "Cache-Control", "public, max-age=%ld", max_age_s);
+    if (etag_matches(req, etag)) {
+        resp->status = 304;
+        return true;
+    }
+    return false;
+}
+
+void http_set_json_type(const struct http_request *req, struct http_response *resp,
+                        const char *profile, bool ld_by_default)
+{
+    const char *accept = http_param(req, "HTTP_ACCEPT");
+    bool wants_ld = accept && strstr(accept, "application/ld+json");
+    bool wants_json = accept && strstr(accept, "application/json");
+    bool ld = ld_by_default ? !(wants_json && !wants_ld) : wants_ld;
+    if (ld && profile)
+        snprintf(resp->content_type, sizeof resp->content_type,
+                 "application/ld+json;profile=\"%s\"", profile);
+    else
+        strcpy(resp->content_type, ld ? "application/ld+json" : "application/json");
+    http_header_add(resp, "Vary", "Accept");
+}

@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "config.h"
 
@@ -67,5 +68,24 @@ int http_base_url(const struct http_request *req, const struct vellum_config *cf
 
 /* Value of a query parameter (not decoded) copied into buf; false when absent. */
 bool http_query_get(const struct http_request *req, const char *name, char *buf, size_t len);
+
+/* FNV-1a over data, continuing from h (start with HTTP_HASH_INIT): ETags from what a response
+ * depends on. */
+#define HTTP_HASH_INIT 0xcbf29ce484222325ull
+uint64_t http_hash(uint64_t h, const void *data, size_t len);
+
+/* Validators and caching headers: ETag, Last-Modified and Cache-Control ("public,
+ * max-age=N", or "public, no-cache" when max_age_s is negative: store but revalidate every
+ * time). Returns true when the client's If-None-Match already names etag (or is "*"): resp is
+ * then a 304 and the caller sends no body. */
+bool http_cache_headers(const struct http_request *req, struct http_response *resp,
+                        const char *etag, time_t last_modified, long max_age_s);
+
+/* Content negotiation for IIIF JSON-LD documents (SPECS A13, B, C6). ld_by_default (3.0):
+ * application/ld+json with the profile unless the client asks for application/json only; else
+ * (2.1) application/json unless the client asks for application/ld+json. profile may be NULL.
+ * Adds Vary: Accept. */
+void http_set_json_type(const struct http_request *req, struct http_response *resp,
+                        const char *profile, bool ld_by_default);
 
 #endif

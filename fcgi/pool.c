@@ -149,6 +149,7 @@ static int worker_loop(struct app *app, int listen_fd, pid_t master)
     /* What the worker built up while serving (leak checkers look at this on a normal exit). */
     source_cache_free(app->sources);
     app->sources = NULL;
+    handle_presentation_release(app);
     close(worker_pipe[0]);
     close(worker_pipe[1]);
     worker_pipe[0] = worker_pipe[1] = -1;

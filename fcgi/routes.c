@@ -16,6 +16,8 @@ static const struct route routes[] = {
     {"/health", false, false, handle_health},
     {"/iiif/3/", true, false, handle_image},
     {"/iiif/2/", true, false, handle_image},
+    {"/presentation/3/", true, false, handle_presentation},
+    {"/presentation/2/", true, false, handle_presentation},
     {"/debug/sleep", false, true, handle_debug_sleep},
     {"/debug/crash", false, true, handle_debug_crash},
 };
