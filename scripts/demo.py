@@ -125,13 +125,36 @@ def make_www(photos):
     shutil.copytree(osd, target)
 
 
+DEMO_CATALOGUE = """manifest,label,label@fr,summary,metadata.Photographer,metadata.Subject,metadata.Subject@fr,rights,nav_date,behavior,collection,canvas_label,image,range
+album,Photographs from a Debian package,Photographies tirées d'un paquet Debian,"Two photographs shipped with KDE Plasma's wallpapers, and the test chart, as a three-page object.",KDE Plasma artists,Everyday things | Nature,Objets du quotidien | Nature,http://creativecommons.org/licenses/by-sa/4.0/,2023-05-09,paged,Demo collection,Colourful cups,cups.jp2,Photographs
+album,,,,,,,,,,,A forest path,path.jp2,Photographs
+album,,,,,,,,,,,Test chart,chart.jp2,Charts
+chart,Vellum test chart,Mire de test Vellum,"A synthetic chart drawn by scripts/demo: gradients, rings and a 200-pixel grid.",scripts/demo,Test image,Image de test,http://creativecommons.org/publicdomain/zero/1.0/,2026-11-25,,Demo collection,Chart,chart-untiled.jp2,
+"""
+
+
+def make_catalogue(photos):
+    """The demo catalogue: a multi-page object (when the photographs exist) and a single image."""
+    db = os.path.join(DEMO, "vellum.db")
+    csv = os.path.join(DEMO, "catalogue.csv")
+    lines = DEMO_CATALOGUE.splitlines(True)
+    if len(photos) < 2:  # offline: keep only the object that needs no photograph
+        lines = [lines[0]] + [l for l in lines[1:] if l.startswith("chart,")]
+    with open(csv, "w", encoding="utf-8") as f:
+        f.writelines(lines)
+    subprocess.run([os.path.join(SOURCE, "build", "vellum"), "import", "--database", db,
+                    "--image-root", IMAGES, csv], check=True)
+    return db
+
+
 def main():
     make_images()
     photos = make_photos()
     make_www(photos)
+    db = make_catalogue(photos)
     os.makedirs(DEMO, exist_ok=True)
     v = harness.Vellum(DEMO, listen="127.0.0.1:%d" % harness.free_port(),
-                       args=["--image-root", IMAGES], env={"VELLUM_LOG_LEVEL": "info"})
+                       args=["--image-root", IMAGES, "--database", db], env={"VELLUM_LOG_LEVEL": "info"})
     if harness.port_open(PORT):
         sys.exit("demo: port %d is taken; set VELLUM_DEMO_PORT to another one" % PORT)
     n = harness.Nginx(DEMO, v.fastcgi_address, www=WWW, port=PORT)
@@ -142,10 +165,12 @@ Vellum demo is running (Ctrl-C stops it).
   demo page        %(b)s/
   OpenSeadragon    %(b)s/osd.html
   health           %(b)s/health
+  collection       %(b)s/presentation/3/collection
+  a manifest       %(b)s/presentation/3/%(m)s/manifest
   image info       %(b)s/iiif/3/chart.jp2/info.json
   a tile           %(b)s/iiif/3/chart.jp2/0,0,512,512/256,/0/default.jpg
   access log       %(log)s
-""" % {"b": base, "log": v.log_path}, flush=True)
+""" % {"b": base, "log": v.log_path, "m": "album" if len(photos) >= 2 else "chart"}, flush=True)
     stop = []
     signal.signal(signal.SIGINT, lambda *a: stop.append(1))
     signal.signal(signal.SIGTERM, lambda *a: stop.append(1))
