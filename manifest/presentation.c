@@ -27,10 +27,12 @@ struct sbuf {
     bool oom;
 };
 
-static void sb_putn(struct sbuf *b, const char *s, size_t n)
+/* Room for n more bytes and the NUL: where to write them (then sb_commit), NULL when out of
+ * memory. */
+static char *sb_room(struct sbuf *b, size_t n)
 {
     if (b->oom)
-        return;
+        return NULL;
     if (b->len + n + 1 > b->cap) {
         size_t cap = b->cap ? b->cap : 64;
         while (cap < b->len + n + 1)
@@ -38,14 +40,27 @@ static void sb_putn(struct sbuf *b, const char *s, size_t n)
         char *p = realloc(b->p, cap);
         if (!p) {
             b->oom = true;
-            return;
+            return NULL;
         }
         b->p = p;
         b->cap = cap;
     }
-    memcpy(b->p + b->len, s, n);
+    return b->p + b->len;
+}
+
+static void sb_commit(struct sbuf *b, size_t n)
+{
     b->len += n;
     b->p[b->len] = '\0';
+}
+
+static void sb_putn(struct sbuf *b, const char *s, size_t n)
+{
+    char *p = sb_room(b, n);
+    if (p) {
+        memcpy(p, s, n);
+        sb_commit(b, n);
+    }
 }
 
 static void sb_puts(struct sbuf *b, const char *s)
@@ -116,13 +131,17 @@ static bool is_unreserved(unsigned char c)
 static void sb_pct(struct sbuf *b, const char *s)
 {
     static const char hex[] = "0123456789ABCDEF";
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (is_unreserved(*p)) {
-            sb_putc(b, (char)*p);
-        } else {
-            char e[3] = {'%', hex[*p >> 4], hex[*p & 15]};
-            sb_putn(b, e, 3);
-        }
+    const unsigned char *p = (const unsigned char *)s;
+    while (*p) {
+        const unsigned char *run = p;
+        while (*p && is_unreserved(*p))
+            p++;
+        sb_putn(b, (const char *)run, (size_t)(p - run));
+        if (!*p)
+            break;
+        char e[3] = {'%', hex[*p >> 4], hex[*p & 15]};
+        sb_putn(b, e, 3);
+        p++;
     }
 }
 
@@ -674,100 +693,323 @@ char *manifest_text(const char *value, enum manifest_text kind)
 
 /* ---- building documents ------------------------------------------------------------------- */
 
-/* Every add goes through these: a failed allocation anywhere marks the document failed (and
- * frees what could not be attached), so the builders read as a list of properties. */
-struct ctx {
-    const char *base;
-    char *obj;       /* {base}/presentation/{v}/{pct(id)} */
-    struct sbuf url; /* scratch for one URL at a time */
-    bool failed;
+/* Documents are written as JSON text straight away, property by property in document order,
+ * byte for byte what cJSON_PrintUnformatted printed for the same tree when they were built as
+ * one: no whitespace; in strings \" \\ \b \f \n \r \t, \u00xx (lower-case hex) for the other
+ * control characters, every other byte as it is; numbers (all unsigned 32-bit here) in plain
+ * decimal. A 1,000-canvas Manifest is some 40,000 values: allocating, printing and freeing a tree
+ * of them cost several times what writing the text does. cJSON still parses extra_json, and the
+ * link properties taken from it are edited as cJSON and printed by it. Any failed allocation
+ * (the buffer's oom) or failed step (failed) makes the whole document fail. */
+struct thumb {
+    int version; /* 0: an empty slot */
+    uint32_t w, h, tw, th;
+    bool sized;
+    char path[256];
 };
 
-/* key must be a string literal (or otherwise outlive the document): it is not copied, which
- * saves a third of the allocations of a large manifest. */
-static cJSON *put(struct ctx *c, cJSON *parent, const char *key, cJSON *item)
+#define THUMB_CACHE 16
+
+struct ctx {
+    struct sbuf out;       /* the document */
+    bool comma;            /* the container being written has a value: the next needs a ',' */
+    bool failed;
+    const char *base;
+    char *obj;             /* {base}/presentation/{v}/{pct(id)} */
+    struct sbuf url;       /* scratch for one URL at a time */
+    struct sbuf ib[2];     /* image bases {base}/iiif/{2,3}/{pct(image)}, of the images ib_src */
+    const char *ib_src[2];
+    struct thumb thumbs[THUMB_CACHE]; /* planned thumbnails by image size (many pages share one) */
+};
+
+/* Whether any of the 8 bytes at s is one JSON escapes: below 0x20, '"' or '\\'. The classic bit
+ * tricks: (v - 0x01..) & ~v & 0x80.. is non-zero when v has a zero byte (so x ^ '"'.. tests for
+ * '"'), and (x - 0x20..) & ~x & 0x80.. when x has a byte below 0x20. */
+static bool word_escapes(const char *s)
 {
-    bool ok =
-        item && parent &&
-        (key ? cJSON_AddItemToObjectCS(parent, key, item) : cJSON_AddItemToArray(parent, item));
-    if (!ok) {
-        cJSON_Delete(item);
-        c->failed = true;
-        return NULL;
+    const uint64_t ones = 0x0101010101010101u, high = 0x8080808080808080u;
+    uint64_t x;
+    memcpy(&x, s, 8);
+    uint64_t q = x ^ (ones * '"'), bs = x ^ (ones * '\\');
+    return (((x - ones * 0x20) & ~x) | ((q - ones) & ~q) | ((bs - ones) & ~bs)) & high;
+}
+
+/* True when s (n bytes) has nothing JSON escapes, so it can be copied as it is. */
+static bool json_plain(const char *s, size_t n)
+{
+    if (n >= 8) {
+        size_t i = 0;
+        for (; i + 8 <= n; i += 8)
+            if (word_escapes(s + i))
+                return false;
+        /* the rest as the last 8 bytes, overlapping what was checked */
+        return i == n || !word_escapes(s + n - 8);
     }
-    return item;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch < 0x20 || ch == '"' || ch == '\\')
+            return false;
+    }
+    return true;
 }
 
-static void put_str(struct ctx *c, cJSON *o, const char *key, const char *v)
+/* s (n bytes) as a JSON string, escaped exactly as cJSON escapes it. */
+static void put_json_string(struct sbuf *b, const char *s, size_t n)
 {
-    put(c, o, key, cJSON_CreateString(v));
+    static const char hex[] = "0123456789abcdef";
+    if (json_plain(s, n)) {
+        char *p = sb_room(b, n + 2);
+        if (p) {
+            p[0] = '"';
+            memcpy(p + 1, s, n);
+            p[n + 1] = '"';
+            sb_commit(b, n + 2);
+        }
+        return;
+    }
+    sb_putc(b, '"');
+    size_t run = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch >= 0x20 && ch != '"' && ch != '\\')
+            continue;
+        sb_putn(b, s + run, i - run);
+        run = i + 1;
+        char e[6] = {'\\', (char)ch, 0, 0, 0, 0};
+        switch (ch) {
+        case '"':
+        case '\\':
+            break;
+        case '\b':
+            e[1] = 'b';
+            break;
+        case '\f':
+            e[1] = 'f';
+            break;
+        case '\n':
+            e[1] = 'n';
+            break;
+        case '\r':
+            e[1] = 'r';
+            break;
+        case '\t':
+            e[1] = 't';
+            break;
+        default:
+            e[1] = 'u', e[2] = '0', e[3] = '0', e[4] = hex[ch >> 4], e[5] = hex[ch & 15];
+            sb_putn(b, e, 6);
+            continue;
+        }
+        sb_putn(b, e, 2);
+    }
+    sb_putn(b, s + run, n - run);
+    sb_putc(b, '"');
 }
 
-static void put_num(struct ctx *c, cJSON *o, const char *key, double v)
+/* Unsigned decimal into buf (at least 21 bytes); returns its length. */
+static size_t fmt_size(char *buf, size_t v)
 {
-    put(c, o, key, cJSON_CreateNumber(v));
+    char tmp[24];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (size_t i = 0; i < n; i++)
+        buf[i] = tmp[n - 1 - i];
+    buf[n] = '\0';
+    return n;
 }
 
-static cJSON *put_obj(struct ctx *c, cJSON *o, const char *key)
+/* The separator before a value, and its key inside an object (key NULL: an array element).
+ * Keys are string literals or language keys (lang_key: letters and '-'), so nothing in them
+ * needs escaping. */
+static void put_key(struct ctx *c, const char *key)
 {
-    return put(c, o, key, cJSON_CreateObject());
+    size_t n = key ? strlen(key) : 0;
+    char *p = sb_room(&c->out, n + 4);
+    if (!p)
+        return;
+    size_t k = 0;
+    if (c->comma)
+        p[k++] = ',';
+    if (key) {
+        p[k++] = '"';
+        memcpy(p + k, key, n);
+        k += n;
+        p[k++] = '"';
+        p[k++] = ':';
+    }
+    sb_commit(&c->out, k);
 }
 
-static cJSON *put_arr(struct ctx *c, cJSON *o, const char *key)
+static void put_strn(struct ctx *c, const char *key, const char *v, size_t n)
 {
-    return put(c, o, key, cJSON_CreateArray());
+    put_key(c, key);
+    put_json_string(&c->out, v, n);
+    c->comma = true;
 }
 
-/* A URL in the scratch buffer, valid until the next call. */
-static const char *url(struct ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static const char *url(struct ctx *c, const char *fmt, ...)
+static void put_str(struct ctx *c, const char *key, const char *v)
 {
-    va_list ap;
-    va_start(ap, fmt);
+    if (!v) { /* cJSON_CreateString(NULL) failed the document */
+        c->failed = true;
+        return;
+    }
+    put_strn(c, key, v, strlen(v));
+}
+
+static void put_num(struct ctx *c, const char *key, uint32_t v)
+{
+    char d[24];
+    size_t n = fmt_size(d, v);
+    put_key(c, key);
+    sb_putn(&c->out, d, n);
+    c->comma = true;
+}
+
+static void open_obj(struct ctx *c, const char *key)
+{
+    put_key(c, key);
+    sb_putc(&c->out, '{');
+    c->comma = false;
+}
+
+static void close_obj(struct ctx *c)
+{
+    sb_putc(&c->out, '}');
+    c->comma = true;
+}
+
+static void open_arr(struct ctx *c, const char *key)
+{
+    put_key(c, key);
+    sb_putc(&c->out, '[');
+    c->comma = false;
+}
+
+static void close_arr(struct ctx *c)
+{
+    sb_putc(&c->out, ']');
+    c->comma = true;
+}
+
+/* A cJSON value (deleted here), printed by cJSON. */
+static void put_cjson(struct ctx *c, const char *key, cJSON *item)
+{
+    char *text = item ? cJSON_PrintUnformatted(item) : NULL;
+    cJSON_Delete(item);
+    if (!text) {
+        c->failed = true;
+        return;
+    }
+    put_key(c, key);
+    sb_puts(&c->out, text);
+    c->comma = true;
+    free(text);
+}
+
+/* A text value as manifest_text makes it. A value without '<' has no markup and cannot look
+ * like HTML, so manifest_text would return it unchanged: nearly every value takes that path. */
+static void put_text(struct ctx *c, const char *key, const char *v, enum manifest_text kind)
+{
+    if (!strchr(v, '<')) {
+        put_str(c, key, v);
+        return;
+    }
+    char *t = manifest_text(v, kind);
+    if (!t) {
+        c->failed = true;
+        return;
+    }
+    put_str(c, key, t);
+    free(t);
+}
+
+/* The URL a + b + n (when n > 0, in decimal) + d as a string value (b and d may be NULL). */
+static void put_link(struct ctx *c, const char *key, const char *a, const char *b, size_t n,
+                     const char *d)
+{
     c->url.len = 0;
-    sb_vprintf(&c->url, fmt, ap);
-    va_end(ap);
+    sb_puts(&c->url, a);
+    if (b)
+        sb_puts(&c->url, b);
+    if (n) {
+        char num[24];
+        sb_putn(&c->url, num, fmt_size(num, n));
+    }
+    if (d)
+        sb_puts(&c->url, d);
     if (c->url.oom || !c->url.p) {
+        c->failed = true;
+        return;
+    }
+    put_strn(c, key, c->url.p, c->url.len);
+}
+
+/* {base}/{api}/{v}/ + pct(s) appended to b. */
+static void sb_encoded(struct sbuf *b, const char *base, const char *api, int v, const char *s)
+{
+    sb_puts(b, base);
+    sb_putc(b, '/');
+    sb_puts(b, api);
+    sb_putc(b, '/');
+    sb_putc(b, (char)('0' + v));
+    sb_putc(b, '/');
+    sb_pct(b, s);
+}
+
+/* {base}/iiif/{v}/{pct(image)} (v 2 or 3), valid until the next call for another image: a
+ * canvas uses its image's bases two or three times. */
+static const char *image_base(struct ctx *c, int v, const char *image)
+{
+    int k = v == 3;
+    if (c->ib_src[k] != image || !c->ib[k].p) {
+        c->ib[k].len = 0;
+        sb_encoded(&c->ib[k], c->base, "iiif", v, image);
+        c->ib_src[k] = image;
+    }
+    if (c->ib[k].oom || !c->ib[k].p) {
         c->failed = true;
         return "";
     }
-    return c->url.p;
+    return c->ib[k].p;
 }
 
-/* {base}/{api}/{v}/{pct(s)}, malloc'd. */
-static char *encoded(struct ctx *c, const char *api, int v, const char *s)
-{
-    struct sbuf b = {0};
-    sb_printf(&b, "%s/%s/%d/", c->base, api, v);
-    sb_pct(&b, s);
-    char *r = sb_take(&b);
-    if (!r)
-        c->failed = true;
-    return r;
-}
-
-static void ctx_init(struct ctx *c, const char *base, int version, const char *id)
+static void ctx_init(struct ctx *c, const char *base, int version, const char *id,
+                     size_t size_hint)
 {
     memset(c, 0, sizeof *c);
     c->base = base;
-    if (id)
-        c->obj = encoded(c, "presentation", version, id);
+    if (id) {
+        struct sbuf b = {0};
+        sb_encoded(&b, base, "presentation", version, id);
+        c->obj = sb_take(&b);
+        if (!c->obj)
+            c->failed = true;
+    }
+    /* One allocation for most documents (the buffer doubles when this is short). */
+    c->out.p = malloc(size_hint);
+    if (c->out.p) {
+        c->out.cap = size_hint;
+        c->out.p[0] = '\0';
+    } else {
+        c->out.oom = true;
+    }
 }
 
-static void ctx_clear(struct ctx *c)
-{
-    free(c->obj);
-    free(c->url.p);
-}
-
-/* cJSON_Delete(doc) and the text, or NULL with err when anything failed. */
-static char *finish(struct ctx *c, cJSON *doc, struct verr *err, const char *what)
+/* The document text, or NULL with err when anything failed. */
+static char *finish(struct ctx *c, struct verr *err, const char *what)
 {
     char *text = NULL;
-    if (doc && !c->failed)
-        text = cJSON_PrintUnformatted(doc);
-    cJSON_Delete(doc);
-    ctx_clear(c);
+    if (!c->failed && !c->out.oom && c->out.p)
+        text = c->out.p;
+    else
+        free(c->out.p);
+    free(c->obj);
+    free(c->url.p);
+    free(c->ib[0].p);
+    free(c->ib[1].p);
     if (!text)
         verr_set(err, 500, "out of memory building the %s", what);
     return text;
@@ -804,50 +1046,57 @@ static const char *lang_key(const char *lang, char *buf, size_t len)
     return buf;
 }
 
-/* A 3.0 language map: {"en": ["..."], "none": ["..."]}; values kept in order per language.
- * fallback (may be NULL) is used, untagged, when the map is empty. */
-static cJSON *lang_map(struct ctx *c, const struct db_lang_map *m, enum manifest_text kind,
-                       const char *fallback)
+/* A 3.0 language map: {"en": ["..."], "none": ["..."]}; the languages in the order of their
+ * first value, each with its values in order. fallback (may be NULL) is used, untagged, when
+ * the map is empty. */
+static void lang_map(struct ctx *c, const char *key, const struct db_lang_map *m,
+                     enum manifest_text kind, const char *fallback)
 {
-    cJSON *o = cJSON_CreateObject();
-    if (!o) {
-        c->failed = true;
-        return NULL;
-    }
-    size_t used = 0;
-    for (size_t i = 0; m && i < m->n; i++) {
-        if (!m->items[i].value)
-            continue;
-        char kb[64];
-        const char *key = lang_key(m->items[i].lang, kb, sizeof kb);
-        cJSON *arr = cJSON_GetObjectItemCaseSensitive(o, key);
-        if (!arr) {
-            /* a computed key: copied, unlike put()'s literals */
-            arr = cJSON_CreateArray();
-            if (!arr || !cJSON_AddItemToObject(o, key, arr)) {
-                cJSON_Delete(arr);
-                c->failed = true;
-                continue;
-            }
-        }
-        char *v = manifest_text(m->items[i].value, kind);
-        if (!v)
+    open_obj(c, key);
+    size_t n = m ? m->n : 0, used = 0;
+    char small_keys[4][64];
+    bool small_done[4];
+    char(*keys)[64] = small_keys;
+    bool *done = small_done;
+    if (n > 4) {
+        keys = malloc(n * sizeof *keys);
+        done = malloc(n * sizeof *done);
+        if (!keys || !done) {
             c->failed = true;
-        else
-            put(c, arr, NULL, cJSON_CreateString(v));
-        free(v);
-        used++;
+            n = 0;
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        done[i] = !m->items[i].value;
+        if (done[i])
+            continue;
+        const char *k = lang_key(m->items[i].lang, keys[i], sizeof keys[i]);
+        if (k != keys[i])
+            strcpy(keys[i], k);
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (done[i])
+            continue;
+        open_arr(c, keys[i]);
+        for (size_t j = i; j < n; j++) {
+            if (done[j] || strcmp(keys[j], keys[i]))
+                continue;
+            put_text(c, NULL, m->items[j].value, kind);
+            done[j] = true;
+            used++;
+        }
+        close_arr(c);
+    }
+    if (keys != small_keys) {
+        free(keys);
+        free(done);
     }
     if (!used && fallback) {
-        cJSON *arr = put_arr(c, o, "none");
-        char *v = manifest_text(fallback, MANIFEST_TEXT_PLAIN);
-        if (!v)
-            c->failed = true;
-        else
-            put(c, arr, NULL, cJSON_CreateString(v));
-        free(v);
+        open_arr(c, "none");
+        put_text(c, NULL, fallback, MANIFEST_TEXT_PLAIN);
+        close_arr(c);
     }
-    return o;
+    close_obj(c);
 }
 
 static bool map_empty(const struct db_lang_map *m)
@@ -858,71 +1107,46 @@ static bool map_empty(const struct db_lang_map *m)
     return true;
 }
 
-static void put_map(struct ctx *c, cJSON *o, const char *key, const struct db_lang_map *m,
+static void put_map(struct ctx *c, const char *key, const struct db_lang_map *m,
                     enum manifest_text kind, const char *fallback)
 {
     if (map_empty(m) && !fallback)
         return;
-    put(c, o, key, lang_map(c, m, kind, fallback));
+    lang_map(c, key, m, kind, fallback);
 }
 
-/* A 2.1 value: a string, {"@value", "@language"}, or an array of them (D); NULL when empty. */
-static cJSON *value2(struct ctx *c, const struct db_lang_map *m, enum manifest_text kind,
-                     const char *fallback)
+/* A 2.1 value: a string, {"@value", "@language"}, or an array of them (D); left out when empty
+ * and there is no fallback. */
+static void put_value2(struct ctx *c, const char *key, const struct db_lang_map *m,
+                       enum manifest_text kind, const char *fallback)
 {
     size_t n = 0;
     for (size_t i = 0; m && i < m->n; i++)
         n += m->items[i].value != NULL;
     if (!n) {
-        if (!fallback)
-            return NULL;
-        char *v = manifest_text(fallback, MANIFEST_TEXT_PLAIN);
-        cJSON *s = v ? cJSON_CreateString(v) : NULL;
-        free(v);
-        if (!s)
-            c->failed = true;
-        return s;
+        if (fallback)
+            put_text(c, key, fallback, MANIFEST_TEXT_PLAIN);
+        return;
     }
-    cJSON *arr = n > 1 ? cJSON_CreateArray() : NULL;
-    if (n > 1 && !arr) {
-        c->failed = true;
-        return NULL;
-    }
-    cJSON *one = NULL;
+    if (n > 1)
+        open_arr(c, key);
+    const char *slot = n > 1 ? NULL : key;
     for (size_t i = 0; i < m->n; i++) {
         if (!m->items[i].value)
             continue;
         char kb[64];
-        const char *key = lang_key(m->items[i].lang, kb, sizeof kb);
-        char *v = manifest_text(m->items[i].value, kind);
-        cJSON *item;
-        if (!strcmp(key, "none")) {
-            item = v ? cJSON_CreateString(v) : NULL;
+        const char *lang = lang_key(m->items[i].lang, kb, sizeof kb);
+        if (!strcmp(lang, "none")) {
+            put_text(c, slot, m->items[i].value, kind);
         } else {
-            item = cJSON_CreateObject();
-            put_str(c, item, "@value", v ? v : "");
-            put_str(c, item, "@language", key);
+            open_obj(c, slot);
+            put_text(c, "@value", m->items[i].value, kind);
+            put_str(c, "@language", lang);
+            close_obj(c);
         }
-        free(v);
-        if (!item || !v) {
-            cJSON_Delete(item);
-            c->failed = true;
-            continue;
-        }
-        if (arr)
-            put(c, arr, NULL, item);
-        else
-            one = item;
     }
-    return arr ? arr : one;
-}
-
-static void put_value2(struct ctx *c, cJSON *o, const char *key, const struct db_lang_map *m,
-                       enum manifest_text kind, const char *fallback)
-{
-    cJSON *v = value2(c, m, kind, fallback);
-    if (v)
-        put(c, o, key, v);
+    if (n > 1)
+        close_arr(c);
 }
 
 /* ---- property values ----------------------------------------------------------------------- */
@@ -1108,98 +1332,127 @@ static bool thumb_plan(int version, uint32_t w, uint32_t h, char *path, size_t l
     return true;
 }
 
-static cJSON *service3(struct ctx *c, const char *image_base)
+
+/* thumb_plan for this document, remembered by size; *path is the image path to use either way
+ * (the "!200,200" request when no size could be planned). */
+static bool thumb_path(struct ctx *c, int version, uint32_t w, uint32_t h, const char **path,
+                       uint32_t *tw, uint32_t *th)
 {
-    cJSON *s = cJSON_CreateObject();
-    put_str(c, s, "id", image_base);
-    put_str(c, s, "type", "ImageService3");
-    put_str(c, s, "profile", "level2");
-    return s;
+    struct thumb *t = &c->thumbs[(w * 31u + h * 17u + (uint32_t)version) % THUMB_CACHE];
+    if (t->version != version || t->w != w || t->h != h) {
+        t->version = version;
+        t->w = w;
+        t->h = h;
+        t->tw = t->th = 0;
+        t->sized = thumb_plan(version, w, h, t->path, sizeof t->path, &t->tw, &t->th);
+        if (!t->sized)
+            snprintf(t->path, sizeof t->path, "full/%s/0/default.jpg", THUMB_BOX);
+    }
+    *path = t->path;
+    *tw = t->tw;
+    *th = t->th;
+    return t->sized;
+}
+
+static void service3(struct ctx *c, const char *image_base3)
+{
+    open_obj(c, NULL);
+    put_str(c, "id", image_base3);
+    put_str(c, "type", "ImageService3");
+    put_str(c, "profile", "level2");
+    close_obj(c);
 }
 
 /* SPECS C5: the same image is also served by Image API 2.1; older clients look for it. */
-static cJSON *service2_in3(struct ctx *c, const char *image_base2)
+static void service2_in3(struct ctx *c, const char *image_base2)
 {
-    cJSON *s = cJSON_CreateObject();
-    put_str(c, s, "@id", image_base2);
-    put_str(c, s, "@type", "ImageService2");
-    put_str(c, s, "profile", "http://iiif.io/api/image/2/level2.json");
-    return s;
+    open_obj(c, NULL);
+    put_str(c, "@id", image_base2);
+    put_str(c, "@type", "ImageService2");
+    put_str(c, "profile", "http://iiif.io/api/image/2/level2.json");
+    close_obj(c);
 }
 
 /* A 3.0 thumbnail list with one image: a planned size when the image size is known, else a
  * "!200,200" request (which the server always answers within the image). */
-static cJSON *thumbnail3(struct ctx *c, const char *image, uint32_t w, uint32_t h)
+static void thumbnail3(struct ctx *c, const char *image, uint32_t w, uint32_t h)
 {
-    char *ib = encoded(c, "iiif", 3, image);
-    cJSON *arr = cJSON_CreateArray();
-    cJSON *t = put(c, arr, NULL, cJSON_CreateObject());
-    char path[256];
+    const char *ib = image_base(c, 3, image);
+    const char *path = NULL;
     uint32_t tw = 0, th = 0;
-    bool sized = w && h && thumb_plan(3, w, h, path, sizeof path, &tw, &th);
-    if (!sized)
-        snprintf(path, sizeof path, "full/%s/0/default.jpg", THUMB_BOX);
-    put_str(c, t, "id", ib ? url(c, "%s/%s", ib, path) : "");
-    put_str(c, t, "type", "Image");
-    put_str(c, t, "format", "image/jpeg");
+    bool sized = w && h && thumb_path(c, 3, w, h, &path, &tw, &th);
+    open_arr(c, "thumbnail");
+    open_obj(c, NULL);
+    if (path)
+        put_link(c, "id", ib, "/", 0, path);
+    else
+        put_link(c, "id", ib, "/full/" THUMB_BOX "/0/default.jpg", 0, NULL);
+    put_str(c, "type", "Image");
+    put_str(c, "format", "image/jpeg");
     if (sized) {
-        put_num(c, t, "width", tw);
-        put_num(c, t, "height", th);
+        put_num(c, "width", tw);
+        put_num(c, "height", th);
     }
-    cJSON *svc = put_arr(c, t, "service");
-    put(c, svc, NULL, service3(c, ib ? ib : ""));
-    free(ib);
-    return arr;
+    open_arr(c, "service");
+    service3(c, ib);
+    close_arr(c);
+    close_obj(c);
+    close_arr(c);
 }
 
 /* ---- 3.0 ----------------------------------------------------------------------------------- */
 
-static cJSON *canvas3(struct ctx *c, const struct db_object *obj, size_t i, bool top)
+static void canvas3(struct ctx *c, const struct db_object *obj, size_t i, bool top)
 {
     const struct db_canvas *cv = &obj->canvases[i];
     size_t n = i + 1;
-    cJSON *o = cJSON_CreateObject();
-    if (!o) {
-        c->failed = true;
-        return NULL;
-    }
+    open_obj(c, NULL);
     if (top)
-        put_str(c, o, "@context", "http://iiif.io/api/presentation/3/context.json");
-    put_str(c, o, "id", url(c, "%s/canvas/%zu", c->obj, n));
-    put_str(c, o, "type", "Canvas");
-    put_map(c, o, "label", &cv->label, MANIFEST_TEXT_PLAIN, NULL);
-    put_num(c, o, "width", cv->width);
-    put_num(c, o, "height", cv->height);
+        put_str(c, "@context", "http://iiif.io/api/presentation/3/context.json");
+    put_link(c, "id", c->obj, "/canvas/", n, NULL);
+    put_str(c, "type", "Canvas");
+    put_map(c, "label", &cv->label, MANIFEST_TEXT_PLAIN, NULL);
+    put_num(c, "width", cv->width);
+    put_num(c, "height", cv->height);
     if (cv->image)
-        put(c, o, "thumbnail", thumbnail3(c, cv->image, cv->width, cv->height));
+        thumbnail3(c, cv->image, cv->width, cv->height);
     if (top) {
         /* A Canvas fetched on its own says which Manifest it belongs to (3.0 §3.3.4 partOf). */
-        cJSON *part = put(c, put_arr(c, o, "partOf"), NULL, cJSON_CreateObject());
-        put_str(c, part, "id", url(c, "%s/manifest", c->obj));
-        put_str(c, part, "type", "Manifest");
+        open_arr(c, "partOf");
+        open_obj(c, NULL);
+        put_link(c, "id", c->obj, "/manifest", 0, NULL);
+        put_str(c, "type", "Manifest");
+        close_obj(c);
+        close_arr(c);
     }
-    cJSON *page = put(c, put_arr(c, o, "items"), NULL, cJSON_CreateObject());
-    put_str(c, page, "id", url(c, "%s/canvas/%zu/page", c->obj, n));
-    put_str(c, page, "type", "AnnotationPage");
-    cJSON *anno = put(c, put_arr(c, page, "items"), NULL, cJSON_CreateObject());
-    put_str(c, anno, "id", url(c, "%s/canvas/%zu/annotation", c->obj, n));
-    put_str(c, anno, "type", "Annotation");
-    put_str(c, anno, "motivation", "painting");
-    cJSON *body = put_obj(c, anno, "body");
-    char *ib = encoded(c, "iiif", 3, cv->image ? cv->image : "");
-    char *ib2 = encoded(c, "iiif", 2, cv->image ? cv->image : "");
-    put_str(c, body, "id", ib ? url(c, "%s/full/max/0/default.jpg", ib) : "");
-    put_str(c, body, "type", "Image");
-    put_str(c, body, "format", "image/jpeg");
-    put_num(c, body, "width", cv->width);
-    put_num(c, body, "height", cv->height);
-    cJSON *svc = put_arr(c, body, "service");
-    put(c, svc, NULL, service3(c, ib ? ib : ""));
-    put(c, svc, NULL, service2_in3(c, ib2 ? ib2 : ""));
-    free(ib);
-    free(ib2);
-    put_str(c, anno, "target", url(c, "%s/canvas/%zu", c->obj, n));
-    return o;
+    open_arr(c, "items");
+    open_obj(c, NULL); /* the AnnotationPage */
+    put_link(c, "id", c->obj, "/canvas/", n, "/page");
+    put_str(c, "type", "AnnotationPage");
+    open_arr(c, "items");
+    open_obj(c, NULL); /* the Annotation */
+    put_link(c, "id", c->obj, "/canvas/", n, "/annotation");
+    put_str(c, "type", "Annotation");
+    put_str(c, "motivation", "painting");
+    open_obj(c, "body");
+    const char *image = cv->image ? cv->image : "";
+    const char *ib = image_base(c, 3, image);
+    put_link(c, "id", ib, "/full/max/0/default.jpg", 0, NULL);
+    put_str(c, "type", "Image");
+    put_str(c, "format", "image/jpeg");
+    put_num(c, "width", cv->width);
+    put_num(c, "height", cv->height);
+    open_arr(c, "service");
+    service3(c, ib);
+    service2_in3(c, image_base(c, 2, image));
+    close_arr(c);
+    close_obj(c); /* body */
+    put_link(c, "target", c->obj, "/canvas/", n, NULL);
+    close_obj(c);
+    close_arr(c);
+    close_obj(c);
+    close_arr(c);
+    close_obj(c);
 }
 
 /* The first valid canvas index a range covers (itself or nested), to order its items. */
@@ -1221,31 +1474,27 @@ static size_t range_first(const struct db_range *r, size_t ncanvases, int depth)
  * ("2.1" is the first range inside the second top-level range). db keeps a range's canvases and
  * sub-ranges as two lists, so they are merged by the first canvas each covers, which is the
  * reading order of a table of contents. */
-static cJSON *range3(struct ctx *c, const struct db_object *obj, const struct db_range *r,
-                     const char *path, int depth)
+static void range3(struct ctx *c, const struct db_object *obj, const struct db_range *r,
+                   const char *path, int depth)
 {
-    cJSON *o = cJSON_CreateObject();
-    if (!o) {
-        c->failed = true;
-        return NULL;
-    }
-    put_str(c, o, "id", url(c, "%s/range/%s", c->obj, path));
-    put_str(c, o, "type", "Range");
-    put_map(c, o, "label", &r->label, MANIFEST_TEXT_PLAIN, NULL);
-    cJSON *items = put_arr(c, o, "items");
+    open_obj(c, NULL);
+    put_link(c, "id", c->obj, "/range/", 0, path);
+    put_str(c, "type", "Range");
+    put_map(c, "label", &r->label, MANIFEST_TEXT_PLAIN, NULL);
+    open_arr(c, "items");
     size_t ci = 0, ri = 0;
     size_t nr = depth < MAX_RANGE_DEPTH ? r->nranges : 0;
+    size_t first = ri < nr ? range_first(&r->ranges[ri], obj->ncanvases, depth + 1) : SIZE_MAX;
     while (ci < r->ncanvases || ri < nr) {
-        bool take_canvas =
-            ci < r->ncanvases &&
-            (ri >= nr || r->canvases[ci] <= range_first(&r->ranges[ri], obj->ncanvases, depth + 1));
+        bool take_canvas = ci < r->ncanvases && (ri >= nr || r->canvases[ci] <= first);
         if (take_canvas) {
             size_t k = r->canvases[ci++];
             if (k >= obj->ncanvases)
                 continue;
-            cJSON *ref = put(c, items, NULL, cJSON_CreateObject());
-            put_str(c, ref, "id", url(c, "%s/canvas/%zu", c->obj, k + 1));
-            put_str(c, ref, "type", "Canvas");
+            open_obj(c, NULL);
+            put_link(c, "id", c->obj, "/canvas/", k + 1, NULL);
+            put_str(c, "type", "Canvas");
+            close_obj(c);
         } else {
             char sub[512];
             int n = snprintf(sub, sizeof sub, "%s.%zu", path, ri + 1);
@@ -1253,10 +1502,13 @@ static cJSON *range3(struct ctx *c, const struct db_object *obj, const struct db
                 c->failed = true;
                 break;
             }
-            put(c, items, NULL, range3(c, obj, &r->ranges[ri++], sub, depth + 1));
+            range3(c, obj, &r->ranges[ri++], sub, depth + 1);
+            if (ri < nr)
+                first = range_first(&r->ranges[ri], obj->ncanvases, depth + 1);
         }
     }
-    return o;
+    close_arr(c);
+    close_obj(c);
 }
 
 /* A link property from extra_json (provider, homepage, seeAlso, rendering, thumbnail): kept
@@ -1282,15 +1534,22 @@ static cJSON *extra_links(struct ctx *c, const cJSON *extra, const char *key)
             continue;
         if (!strcmp(key, "provider") && strcmp(type->valuestring, "Agent"))
             continue;
-        cJSON *d = put(c, out, NULL, cJSON_Duplicate(item, true));
-        if (!d)
+        cJSON *d = cJSON_Duplicate(item, true);
+        if (!d || !cJSON_AddItemToArray(out, d)) {
+            cJSON_Delete(d);
+            c->failed = true;
             break;
+        }
         cJSON_DeleteItemFromObjectCaseSensitive(d, "@context");
         cJSON *label = cJSON_GetObjectItemCaseSensitive(d, "label");
         if (cJSON_IsString(label)) {
             cJSON *map = cJSON_CreateObject();
-            cJSON *arr = put_arr(c, map, "none");
-            put_str(c, arr, NULL, label->valuestring);
+            cJSON *arr = map ? cJSON_AddArrayToObject(map, "none") : NULL;
+            cJSON *s = cJSON_CreateString(label->valuestring);
+            if (!arr || !s || !cJSON_AddItemToArray(arr, s)) {
+                cJSON_Delete(s);
+                c->failed = true;
+            }
             if (map && !cJSON_ReplaceItemInObjectCaseSensitive(d, "label", map)) {
                 cJSON_Delete(map);
                 c->failed = true;
@@ -1310,91 +1569,101 @@ static cJSON *extra_links(struct ctx *c, const cJSON *extra, const char *key)
     return out;
 }
 
-static void put_pair3(struct ctx *c, cJSON *o, const struct db_pair *p)
+static void put_pair3(struct ctx *c, const struct db_pair *p)
 {
-    put(c, o, "label", lang_map(c, &p->label, MANIFEST_TEXT_PLAIN, NULL));
-    put(c, o, "value", lang_map(c, &p->value, MANIFEST_TEXT_HTML3, NULL));
+    lang_map(c, "label", &p->label, MANIFEST_TEXT_PLAIN, NULL);
+    lang_map(c, "value", &p->value, MANIFEST_TEXT_HTML3, NULL);
 }
 
-static cJSON *manifest3(struct ctx *c, const struct db_object *obj)
+static void manifest3(struct ctx *c, const struct db_object *obj)
 {
-    cJSON *m = cJSON_CreateObject();
-    if (!m) {
-        c->failed = true;
-        return NULL;
-    }
     cJSON *extra = obj->extra_json ? cJSON_Parse(obj->extra_json) : NULL;
-    put_str(c, m, "@context", "http://iiif.io/api/presentation/3/context.json");
-    put_str(c, m, "id", url(c, "%s/manifest", c->obj));
-    put_str(c, m, "type", "Manifest");
+    open_obj(c, NULL);
+    put_str(c, "@context", "http://iiif.io/api/presentation/3/context.json");
+    put_link(c, "id", c->obj, "/manifest", 0, NULL);
+    put_str(c, "type", "Manifest");
     /* label is required: an object without one is named by its identifier. */
-    put_map(c, m, "label", &obj->label, MANIFEST_TEXT_PLAIN, obj->id);
-    put_map(c, m, "summary", &obj->summary, MANIFEST_TEXT_HTML3, NULL);
+    put_map(c, "label", &obj->label, MANIFEST_TEXT_PLAIN, obj->id);
+    put_map(c, "summary", &obj->summary, MANIFEST_TEXT_HTML3, NULL);
 
     char rights[1024];
     bool rights_ok = obj->rights && normalise_rights(obj->rights, rights, sizeof rights);
     bool rights_in_metadata = obj->rights && *obj->rights && !rights_ok;
     if (obj->nmetadata || rights_in_metadata) {
-        cJSON *md = put_arr(c, m, "metadata");
-        for (size_t i = 0; i < obj->nmetadata; i++)
-            put_pair3(c, put(c, md, NULL, cJSON_CreateObject()), &obj->metadata[i]);
+        open_arr(c, "metadata");
+        for (size_t i = 0; i < obj->nmetadata; i++) {
+            open_obj(c, NULL);
+            put_pair3(c, &obj->metadata[i]);
+            close_obj(c);
+        }
         if (rights_in_metadata) {
             /* 3.0 §3.2.1 rights allows only CC, RightsStatements.org or registered extension
              * URIs; any other statement is still shown to people, as metadata. */
-            cJSON *pair = put(c, md, NULL, cJSON_CreateObject());
-            cJSON *l = put_arr(c, put_obj(c, pair, "label"), "en");
-            put_str(c, l, NULL, "Rights");
-            char *v = manifest_text(obj->rights, MANIFEST_TEXT_HTML3);
-            cJSON *vals = put_arr(c, put_obj(c, pair, "value"), "none");
-            put_str(c, vals, NULL, v ? v : "");
-            if (!v)
-                c->failed = true;
-            free(v);
+            open_obj(c, NULL);
+            open_obj(c, "label");
+            open_arr(c, "en");
+            put_str(c, NULL, "Rights");
+            close_arr(c);
+            close_obj(c);
+            open_obj(c, "value");
+            open_arr(c, "none");
+            put_text(c, NULL, obj->rights, MANIFEST_TEXT_HTML3);
+            close_arr(c);
+            close_obj(c);
+            close_obj(c);
         }
+        close_arr(c);
     }
-    if (obj->has_required_statement)
-        put_pair3(c, put_obj(c, m, "requiredStatement"), &obj->required_statement);
+    if (obj->has_required_statement) {
+        open_obj(c, "requiredStatement");
+        put_pair3(c, &obj->required_statement);
+        close_obj(c);
+    }
     if (rights_ok)
-        put_str(c, m, "rights", rights);
+        put_str(c, "rights", rights);
     char date[64];
     if (obj->nav_date && normalise_date(obj->nav_date, false, date, sizeof date))
-        put_str(c, m, "navDate", date);
+        put_str(c, "navDate", date);
     if (valid_direction(obj->viewing_direction))
-        put_str(c, m, "viewingDirection", obj->viewing_direction);
-    cJSON *beh = NULL;
+        put_str(c, "viewingDirection", obj->viewing_direction);
+    bool beh = false;
     for (size_t i = 0; i < obj->nbehavior; i++) {
         if (!manifest_behavior(obj->behavior[i]))
             continue;
         if (!beh)
-            beh = put_arr(c, m, "behavior");
-        put_str(c, beh, NULL, obj->behavior[i]);
+            open_arr(c, "behavior");
+        beh = true;
+        put_str(c, NULL, obj->behavior[i]);
     }
+    if (beh)
+        close_arr(c);
     static const char *const links[] = {"provider", "homepage", "seeAlso", "rendering"};
     for (size_t i = 0; extra && i < sizeof links / sizeof links[0]; i++) {
         cJSON *l = extra_links(c, extra, links[i]);
         if (l)
-            put(c, m, links[i], l);
+            put_cjson(c, links[i], l);
     }
     cJSON *thumb = extra ? extra_links(c, extra, "thumbnail") : NULL;
     if (thumb)
-        put(c, m, "thumbnail", thumb);
+        put_cjson(c, "thumbnail", thumb);
     else if (obj->ncanvases && obj->canvases[0].image)
-        put(c, m, "thumbnail",
-            thumbnail3(c, obj->canvases[0].image, obj->canvases[0].width, obj->canvases[0].height));
+        thumbnail3(c, obj->canvases[0].image, obj->canvases[0].width, obj->canvases[0].height);
     cJSON_Delete(extra);
 
-    cJSON *items = put_arr(c, m, "items");
+    open_arr(c, "items");
     for (size_t i = 0; i < obj->ncanvases; i++)
-        put(c, items, NULL, canvas3(c, obj, i, false));
+        canvas3(c, obj, i, false);
+    close_arr(c);
     if (obj->nranges) {
-        cJSON *st = put_arr(c, m, "structures");
+        open_arr(c, "structures");
         for (size_t i = 0; i < obj->nranges; i++) {
             char path[32];
             snprintf(path, sizeof path, "%zu", i + 1);
-            put(c, st, NULL, range3(c, obj, &obj->ranges[i], path, 1));
+            range3(c, obj, &obj->ranges[i], path, 1);
         }
+        close_arr(c);
     }
-    return m;
+    close_obj(c);
 }
 
 /* Canvases need a size: the schema requires width/height (or duration), and import reads it. */
@@ -1410,14 +1679,21 @@ static int check_canvases(const struct db_object *obj, struct verr *err)
     return 0;
 }
 
+/* What a document of n canvases takes, roughly (the buffer grows when it is more). */
+static size_t size_hint(size_t ncanvases)
+{
+    return 4096 + (ncanvases < 100000 ? ncanvases : 100000) * 1536;
+}
+
 char *manifest_presentation3(const struct db_object *obj, const char *base, struct verr *err)
 {
     if (check_canvases(obj, err) < 0)
         return NULL;
     struct ctx c;
-    ctx_init(&c, base, 3, obj->id);
-    cJSON *doc = c.obj ? manifest3(&c, obj) : NULL;
-    return finish(&c, doc, err, "manifest");
+    ctx_init(&c, base, 3, obj->id, size_hint(obj->ncanvases));
+    if (!c.failed)
+        manifest3(&c, obj);
+    return finish(&c, err, "manifest");
 }
 
 char *manifest_canvas3(const struct db_object *obj, size_t index, const char *base,
@@ -1431,158 +1707,176 @@ char *manifest_canvas3(const struct db_object *obj, size_t index, const char *ba
     if (check_canvases(obj, err) < 0)
         return NULL;
     struct ctx c;
-    ctx_init(&c, base, 3, obj->id);
-    cJSON *doc = c.obj ? canvas3(&c, obj, index, true) : NULL;
-    return finish(&c, doc, err, "canvas");
+    ctx_init(&c, base, 3, obj->id, size_hint(1));
+    if (!c.failed)
+        canvas3(&c, obj, index, true);
+    return finish(&c, err, "canvas");
 }
 
 /* Collections live at {base}/presentation/{v}/collection/{pct(name)}; the top level (name "")
  * at {base}/presentation/{v}/collection, so no collection name is taken by it. */
-static char *collection_url(struct ctx *c, int version, const char *name)
+static void put_collection_url(struct ctx *c, const char *key, int version, const char *name)
 {
-    struct sbuf b = {0};
-    sb_printf(&b, "%s/presentation/%d/collection", c->base, version);
+    c->url.len = 0;
+    sb_puts(&c->url, c->base);
+    sb_puts(&c->url, version == 3 ? "/presentation/3/collection" : "/presentation/2/collection");
     if (name && *name) {
-        sb_putc(&b, '/');
-        sb_pct(&b, name);
+        sb_putc(&c->url, '/');
+        sb_pct(&c->url, name);
     }
-    char *r = sb_take(&b);
-    if (!r)
+    if (c->url.oom || !c->url.p) {
         c->failed = true;
-    return r;
+        return;
+    }
+    put_strn(c, key, c->url.p, c->url.len);
+}
+
+/* {base}/presentation/{v}/{pct(id)}/manifest */
+static void put_manifest_url(struct ctx *c, const char *key, int version, const char *id)
+{
+    c->url.len = 0;
+    sb_encoded(&c->url, c->base, "presentation", version, id);
+    sb_puts(&c->url, "/manifest");
+    if (c->url.oom || !c->url.p) {
+        c->failed = true;
+        return;
+    }
+    put_strn(c, key, c->url.p, c->url.len);
 }
 
 char *manifest_collection3(const struct db_collection *col, const char *base, struct verr *err)
 {
     struct ctx c;
-    ctx_init(&c, base, 3, NULL);
-    cJSON *d = cJSON_CreateObject();
-    char *self = collection_url(&c, 3, col->name);
-    put_str(&c, d, "@context", "http://iiif.io/api/presentation/3/context.json");
-    put_str(&c, d, "id", self ? self : "");
-    put_str(&c, d, "type", "Collection");
+    ctx_init(&c, base, 3, NULL, 4096 + col->nitems * 512);
+    open_obj(&c, NULL);
+    put_str(&c, "@context", "http://iiif.io/api/presentation/3/context.json");
+    put_collection_url(&c, "id", 3, col->name);
+    put_str(&c, "type", "Collection");
     bool top = !col->name || !*col->name;
-    put_map(&c, d, "label", &col->label, MANIFEST_TEXT_PLAIN, top ? "All collections" : col->name);
-    cJSON *items = put_arr(&c, d, "items");
+    put_map(&c, "label", &col->label, MANIFEST_TEXT_PLAIN, top ? "All collections" : col->name);
+    open_arr(&c, "items");
     for (size_t i = 0; i < col->nitems; i++) {
         const struct db_collection_item *it = &col->items[i];
         if (!it->id || !*it->id)
             continue;
-        cJSON *ref = put(&c, items, NULL, cJSON_CreateObject());
+        open_obj(&c, NULL);
         if (it->is_collection) {
-            char *u = collection_url(&c, 3, it->id);
-            put_str(&c, ref, "id", u ? u : "");
-            free(u);
-            put_str(&c, ref, "type", "Collection");
+            put_collection_url(&c, "id", 3, it->id);
+            put_str(&c, "type", "Collection");
         } else {
-            char *m = encoded(&c, "presentation", 3, it->id);
-            put_str(&c, ref, "id", m ? url(&c, "%s/manifest", m) : "");
-            free(m);
-            put_str(&c, ref, "type", "Manifest");
+            put_manifest_url(&c, "id", 3, it->id);
+            put_str(&c, "type", "Manifest");
         }
         /* Referenced Collections and Manifests MUST have a label (C1). */
-        put_map(&c, ref, "label", &it->label, MANIFEST_TEXT_PLAIN, it->id);
+        put_map(&c, "label", &it->label, MANIFEST_TEXT_PLAIN, it->id);
         if (!it->is_collection && it->thumbnail_image)
-            put(&c, ref, "thumbnail", thumbnail3(&c, it->thumbnail_image, 0, 0));
+            thumbnail3(&c, it->thumbnail_image, 0, 0);
+        close_obj(&c);
     }
-    free(self);
-    return finish(&c, d, err, "collection");
+    close_arr(&c);
+    close_obj(&c);
+    return finish(&c, err, "collection");
 }
 
 /* ---- 2.1 ----------------------------------------------------------------------------------- */
 
-static cJSON *service2(struct ctx *c, const char *image_base2)
+static void service2(struct ctx *c, const char *image_base2)
 {
-    cJSON *s = cJSON_CreateObject();
+    open_obj(c, "service");
     /* D: an embedded image service carries its own @context (REQUIRED). */
-    put_str(c, s, "@context", "http://iiif.io/api/image/2/context.json");
-    put_str(c, s, "@id", image_base2);
-    put_str(c, s, "profile", "http://iiif.io/api/image/2/level2.json");
-    return s;
+    put_str(c, "@context", "http://iiif.io/api/image/2/context.json");
+    put_str(c, "@id", image_base2);
+    put_str(c, "profile", "http://iiif.io/api/image/2/level2.json");
+    close_obj(c);
 }
 
-static cJSON *thumbnail2(struct ctx *c, const char *image, uint32_t w, uint32_t h)
+static void thumbnail2(struct ctx *c, const char *image, uint32_t w, uint32_t h)
 {
-    char *ib = encoded(c, "iiif", 2, image);
-    cJSON *t = cJSON_CreateObject();
-    char path[256];
+    const char *ib = image_base(c, 2, image);
+    const char *path;
     uint32_t tw, th;
-    bool sized = thumb_plan(2, w, h, path, sizeof path, &tw, &th);
-    if (!sized)
-        snprintf(path, sizeof path, "full/%s/0/default.jpg", THUMB_BOX);
-    put_str(c, t, "@id", ib ? url(c, "%s/%s", ib, path) : "");
-    put_str(c, t, "@type", "dctypes:Image");
-    put_str(c, t, "format", "image/jpeg");
+    bool sized = thumb_path(c, 2, w, h, &path, &tw, &th);
+    open_obj(c, "thumbnail");
+    put_link(c, "@id", ib, "/", 0, path);
+    put_str(c, "@type", "dctypes:Image");
+    put_str(c, "format", "image/jpeg");
     if (sized) {
-        put_num(c, t, "width", tw);
-        put_num(c, t, "height", th);
+        put_num(c, "width", tw);
+        put_num(c, "height", th);
     }
-    put(c, t, "service", service2(c, ib ? ib : ""));
-    free(ib);
-    return t;
+    service2(c, ib);
+    close_obj(c);
 }
 
-static cJSON *canvas2(struct ctx *c, const struct db_object *obj, size_t i)
+static void canvas2(struct ctx *c, const struct db_object *obj, size_t i)
 {
     const struct db_canvas *cv = &obj->canvases[i];
     size_t n = i + 1;
     char num[32];
-    snprintf(num, sizeof num, "%zu", n);
-    cJSON *o = cJSON_CreateObject();
-    put_str(c, o, "@id", url(c, "%s/canvas/%zu", c->obj, n));
-    put_str(c, o, "@type", "sc:Canvas");
+    fmt_size(num, n);
+    open_obj(c, NULL);
+    put_link(c, "@id", c->obj, "/canvas/", n, NULL);
+    put_str(c, "@type", "sc:Canvas");
     /* 2.1 requires a Canvas label: the page number when the catalogue has none. */
-    put_value2(c, o, "label", &cv->label, MANIFEST_TEXT_PLAIN, num);
-    put_num(c, o, "width", cv->width);
-    put_num(c, o, "height", cv->height);
-    put(c, o, "thumbnail", thumbnail2(c, cv->image, cv->width, cv->height));
-    cJSON *anno = put(c, put_arr(c, o, "images"), NULL, cJSON_CreateObject());
-    put_str(c, anno, "@id", url(c, "%s/annotation/%zu", c->obj, n));
-    put_str(c, anno, "@type", "oa:Annotation");
-    put_str(c, anno, "motivation", "sc:painting");
-    cJSON *res = put_obj(c, anno, "resource");
-    char *ib = encoded(c, "iiif", 2, cv->image);
-    put_str(c, res, "@id", ib ? url(c, "%s/full/full/0/default.jpg", ib) : "");
-    put_str(c, res, "@type", "dctypes:Image");
-    put_str(c, res, "format", "image/jpeg");
-    put_num(c, res, "width", cv->width);
-    put_num(c, res, "height", cv->height);
-    put(c, res, "service", service2(c, ib ? ib : ""));
-    free(ib);
-    put_str(c, anno, "on", url(c, "%s/canvas/%zu", c->obj, n));
-    return o;
+    put_value2(c, "label", &cv->label, MANIFEST_TEXT_PLAIN, num);
+    put_num(c, "width", cv->width);
+    put_num(c, "height", cv->height);
+    thumbnail2(c, cv->image, cv->width, cv->height);
+    open_arr(c, "images");
+    open_obj(c, NULL);
+    put_link(c, "@id", c->obj, "/annotation/", n, NULL);
+    put_str(c, "@type", "oa:Annotation");
+    put_str(c, "motivation", "sc:painting");
+    open_obj(c, "resource");
+    const char *ib = image_base(c, 2, cv->image);
+    put_link(c, "@id", ib, "/full/full/0/default.jpg", 0, NULL);
+    put_str(c, "@type", "dctypes:Image");
+    put_str(c, "format", "image/jpeg");
+    put_num(c, "width", cv->width);
+    put_num(c, "height", cv->height);
+    service2(c, ib);
+    close_obj(c); /* resource */
+    put_link(c, "on", c->obj, "/canvas/", n, NULL);
+    close_obj(c);
+    close_arr(c);
+    close_obj(c);
 }
 
 /* 2.1 structures are one flat list of every Range (pre-order), children named by @id in
  * "ranges" and pages in "canvases"; roots carry viewingHint "top" (D). Same ids as 3.0. */
-static void ranges2(struct ctx *c, cJSON *list, const struct db_object *obj,
-                    const struct db_range *r, const char *path, int depth)
+static void ranges2(struct ctx *c, const struct db_object *obj, const struct db_range *r,
+                    const char *path, int depth)
 {
-    cJSON *o = put(c, list, NULL, cJSON_CreateObject());
-    put_str(c, o, "@id", url(c, "%s/range/%s", c->obj, path));
-    put_str(c, o, "@type", "sc:Range");
+    open_obj(c, NULL);
+    put_link(c, "@id", c->obj, "/range/", 0, path);
+    put_str(c, "@type", "sc:Range");
     char fallback[600];
     snprintf(fallback, sizeof fallback, "Section %s", path);
-    put_value2(c, o, "label", &r->label, MANIFEST_TEXT_PLAIN, fallback);
+    put_value2(c, "label", &r->label, MANIFEST_TEXT_PLAIN, fallback);
     if (depth == 1)
-        put_str(c, o, "viewingHint", "top");
-    cJSON *cvs = NULL;
+        put_str(c, "viewingHint", "top");
+    bool cvs = false;
     for (size_t i = 0; i < r->ncanvases; i++) {
         if (r->canvases[i] >= obj->ncanvases)
             continue;
         if (!cvs)
-            cvs = put_arr(c, o, "canvases");
-        put_str(c, cvs, NULL, url(c, "%s/canvas/%zu", c->obj, r->canvases[i] + 1));
+            open_arr(c, "canvases");
+        cvs = true;
+        put_link(c, NULL, c->obj, "/canvas/", r->canvases[i] + 1, NULL);
     }
+    if (cvs)
+        close_arr(c);
     size_t nr = depth < MAX_RANGE_DEPTH ? r->nranges : 0;
-    if (!nr)
-        return;
-    cJSON *sub = put_arr(c, o, "ranges");
-    for (size_t i = 0; i < nr; i++) {
-        char p[512];
-        snprintf(p, sizeof p, "%s.%zu", path, i + 1);
-        put_str(c, sub, NULL, url(c, "%s/range/%s", c->obj, p));
+    if (nr) {
+        open_arr(c, "ranges");
+        for (size_t i = 0; i < nr; i++) {
+            char p[512];
+            snprintf(p, sizeof p, "%s.%zu", path, i + 1);
+            put_link(c, NULL, c->obj, "/range/", 0, p);
+        }
+        close_arr(c);
     }
+    close_obj(c);
     for (size_t i = 0; i < nr; i++) {
         char p[512];
         int n = snprintf(p, sizeof p, "%s.%zu", path, i + 1);
@@ -1590,32 +1884,32 @@ static void ranges2(struct ctx *c, cJSON *list, const struct db_object *obj,
             c->failed = true;
             return;
         }
-        ranges2(c, list, obj, &r->ranges[i], p, depth + 1);
+        ranges2(c, obj, &r->ranges[i], p, depth + 1);
     }
 }
 
 /* extra_json links in 2.1 form: {"@id", "format", "label", "profile"} (homepage is "related"). */
-static void extra_links2(struct ctx *c, cJSON *m, const cJSON *extra, const char *key,
-                         const char *key2)
+static void extra_links2(struct ctx *c, const cJSON *extra, const char *key, const char *key2)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(extra, key);
     if (!v || !(cJSON_IsArray(v) || cJSON_IsObject(v)))
         return;
-    cJSON *out = NULL;
+    bool out = false;
     const cJSON *item = cJSON_IsArray(v) ? v->child : v;
     for (; item; item = cJSON_IsArray(v) ? item->next : NULL) {
         const cJSON *id = cJSON_GetObjectItemCaseSensitive(item, "id");
         if (!cJSON_IsObject(item) || !cJSON_IsString(id) || !is_http_uri(id->valuestring))
             continue;
         if (!out)
-            out = put_arr(c, m, key2);
-        cJSON *o = put(c, out, NULL, cJSON_CreateObject());
-        put_str(c, o, "@id", id->valuestring);
+            open_arr(c, key2);
+        out = true;
+        open_obj(c, NULL);
+        put_str(c, "@id", id->valuestring);
         static const char *const copy[] = {"format", "profile"};
         for (size_t i = 0; i < 2; i++) {
             const cJSON *f = cJSON_GetObjectItemCaseSensitive(item, copy[i]);
             if (cJSON_IsString(f))
-                put_str(c, o, copy[i], f->valuestring);
+                put_str(c, copy[i], f->valuestring);
         }
         /* A 3.0 language map label becomes its first value. */
         const cJSON *label = cJSON_GetObjectItemCaseSensitive(item, "label");
@@ -1623,56 +1917,59 @@ static void extra_links2(struct ctx *c, cJSON *m, const cJSON *extra, const char
             cJSON_IsString(label->child->child))
             label = label->child->child;
         if (cJSON_IsString(label))
-            put_str(c, o, "label", label->valuestring);
+            put_str(c, "label", label->valuestring);
+        close_obj(c);
     }
+    if (out)
+        close_arr(c);
 }
 
-static void put_pair2(struct ctx *c, cJSON *o, const struct db_pair *p)
+static void put_pair2(struct ctx *c, const struct db_pair *p)
 {
-    put_value2(c, o, "label", &p->label, MANIFEST_TEXT_PLAIN, "");
-    put_value2(c, o, "value", &p->value, MANIFEST_TEXT_HTML2, "");
+    put_value2(c, "label", &p->label, MANIFEST_TEXT_PLAIN, "");
+    put_value2(c, "value", &p->value, MANIFEST_TEXT_HTML2, "");
 }
 
-static cJSON *manifest2(struct ctx *c, const struct db_object *obj)
+static void manifest2(struct ctx *c, const struct db_object *obj)
 {
-    cJSON *m = cJSON_CreateObject();
-    if (!m) {
-        c->failed = true;
-        return NULL;
-    }
     cJSON *extra = obj->extra_json ? cJSON_Parse(obj->extra_json) : NULL;
-    put_str(c, m, "@context", "http://iiif.io/api/presentation/2/context.json");
-    put_str(c, m, "@id", url(c, "%s/manifest", c->obj));
-    put_str(c, m, "@type", "sc:Manifest");
-    put_value2(c, m, "label", &obj->label, MANIFEST_TEXT_PLAIN, obj->id);
-    put_value2(c, m, "description", &obj->summary, MANIFEST_TEXT_HTML2, NULL);
+    open_obj(c, NULL);
+    put_str(c, "@context", "http://iiif.io/api/presentation/2/context.json");
+    put_link(c, "@id", c->obj, "/manifest", 0, NULL);
+    put_str(c, "@type", "sc:Manifest");
+    put_value2(c, "label", &obj->label, MANIFEST_TEXT_PLAIN, obj->id);
+    put_value2(c, "description", &obj->summary, MANIFEST_TEXT_HTML2, NULL);
     if (obj->nmetadata) {
-        cJSON *md = put_arr(c, m, "metadata");
-        for (size_t i = 0; i < obj->nmetadata; i++)
-            put_pair2(c, put(c, md, NULL, cJSON_CreateObject()), &obj->metadata[i]);
+        open_arr(c, "metadata");
+        for (size_t i = 0; i < obj->nmetadata; i++) {
+            open_obj(c, NULL);
+            put_pair2(c, &obj->metadata[i]);
+            close_obj(c);
+        }
+        close_arr(c);
     }
     if (obj->has_required_statement)
-        put_value2(c, m, "attribution", &obj->required_statement.value, MANIFEST_TEXT_HTML2, NULL);
+        put_value2(c, "attribution", &obj->required_statement.value, MANIFEST_TEXT_HTML2, NULL);
     /* 2.1 license is any URI: the stored one, unchanged. */
     if (is_http_uri(obj->rights))
-        put_str(c, m, "license", obj->rights);
+        put_str(c, "license", obj->rights);
     char date[64];
     if (obj->nav_date && normalise_date(obj->nav_date, true, date, sizeof date))
-        put_str(c, m, "navDate", date);
+        put_str(c, "navDate", date);
     if (valid_direction(obj->viewing_direction))
-        put_str(c, m, "viewingDirection", obj->viewing_direction);
+        put_str(c, "viewingDirection", obj->viewing_direction);
     /* viewingHint is one value; 2.1 knows individuals, paged and continuous for Manifests. */
     for (size_t i = 0; i < obj->nbehavior; i++) {
         const char *b = obj->behavior[i];
         if (b && (!strcmp(b, "individuals") || !strcmp(b, "paged") || !strcmp(b, "continuous"))) {
-            put_str(c, m, "viewingHint", b);
+            put_str(c, "viewingHint", b);
             break;
         }
     }
     if (extra) {
-        extra_links2(c, m, extra, "homepage", "related");
-        extra_links2(c, m, extra, "seeAlso", "seeAlso");
-        extra_links2(c, m, extra, "rendering", "rendering");
+        extra_links2(c, extra, "homepage", "related");
+        extra_links2(c, extra, "seeAlso", "seeAlso");
+        extra_links2(c, extra, "rendering", "rendering");
         /* provider[].logo[] (3.0) is logo (2.1): the first one. */
         const cJSON *prov = cJSON_GetObjectItemCaseSensitive(extra, "provider");
         const cJSON *p0 = cJSON_IsArray(prov) ? prov->child : prov;
@@ -1680,33 +1977,37 @@ static cJSON *manifest2(struct ctx *c, const struct db_object *obj)
         const cJSON *l0 = cJSON_IsArray(logo) ? logo->child : logo;
         const cJSON *lid = cJSON_GetObjectItemCaseSensitive(l0, "id");
         if (cJSON_IsString(lid) && is_http_uri(lid->valuestring))
-            put_str(c, m, "logo", lid->valuestring);
+            put_str(c, "logo", lid->valuestring);
     }
     const cJSON *xt = extra ? cJSON_GetObjectItemCaseSensitive(extra, "thumbnail") : NULL;
     const cJSON *t0 = cJSON_IsArray(xt) ? xt->child : xt;
     const cJSON *tid = cJSON_GetObjectItemCaseSensitive(t0, "id");
     if (cJSON_IsString(tid) && is_http_uri(tid->valuestring))
-        put_str(c, m, "thumbnail", tid->valuestring);
+        put_str(c, "thumbnail", tid->valuestring);
     else
-        put(c, m, "thumbnail",
-            thumbnail2(c, obj->canvases[0].image, obj->canvases[0].width, obj->canvases[0].height));
+        thumbnail2(c, obj->canvases[0].image, obj->canvases[0].width, obj->canvases[0].height);
     cJSON_Delete(extra);
 
-    cJSON *seq = put(c, put_arr(c, m, "sequences"), NULL, cJSON_CreateObject());
-    put_str(c, seq, "@id", url(c, "%s/sequence/normal", c->obj));
-    put_str(c, seq, "@type", "sc:Sequence");
-    cJSON *cvs = put_arr(c, seq, "canvases");
+    open_arr(c, "sequences");
+    open_obj(c, NULL);
+    put_link(c, "@id", c->obj, "/sequence/normal", 0, NULL);
+    put_str(c, "@type", "sc:Sequence");
+    open_arr(c, "canvases");
     for (size_t i = 0; i < obj->ncanvases; i++)
-        put(c, cvs, NULL, canvas2(c, obj, i));
+        canvas2(c, obj, i);
+    close_arr(c);
+    close_obj(c);
+    close_arr(c);
     if (obj->nranges) {
-        cJSON *st = put_arr(c, m, "structures");
+        open_arr(c, "structures");
         for (size_t i = 0; i < obj->nranges; i++) {
             char path[32];
             snprintf(path, sizeof path, "%zu", i + 1);
-            ranges2(c, st, obj, &obj->ranges[i], path, 1);
+            ranges2(c, obj, &obj->ranges[i], path, 1);
         }
+        close_arr(c);
     }
-    return m;
+    close_obj(c);
 }
 
 char *manifest_presentation2(const struct db_object *obj, const char *base, struct verr *err)
@@ -1714,50 +2015,61 @@ char *manifest_presentation2(const struct db_object *obj, const char *base, stru
     if (check_canvases(obj, err) < 0)
         return NULL;
     struct ctx c;
-    ctx_init(&c, base, 2, obj->id);
-    cJSON *doc = c.obj ? manifest2(&c, obj) : NULL;
-    return finish(&c, doc, err, "manifest");
+    ctx_init(&c, base, 2, obj->id, size_hint(obj->ncanvases));
+    if (!c.failed)
+        manifest2(&c, obj);
+    return finish(&c, err, "manifest");
+}
+
+/* A 2.1 Collection lists its sub-collections under "collections" and its manifests under
+ * "manifests", each list in catalogue order, the kind met first first. */
+static void collection_items2(struct ctx *c, const struct db_collection *col, bool collections)
+{
+    bool open = false;
+    for (size_t i = 0; i < col->nitems; i++) {
+        const struct db_collection_item *it = &col->items[i];
+        if (!it->id || !*it->id || it->is_collection != collections)
+            continue;
+        if (!open)
+            open_arr(c, collections ? "collections" : "manifests");
+        open = true;
+        open_obj(c, NULL);
+        if (it->is_collection) {
+            put_collection_url(c, "@id", 2, it->id);
+            put_str(c, "@type", "sc:Collection");
+        } else {
+            put_manifest_url(c, "@id", 2, it->id);
+            put_str(c, "@type", "sc:Manifest");
+        }
+        put_value2(c, "label", &it->label, MANIFEST_TEXT_PLAIN, it->id);
+        if (!it->is_collection && it->thumbnail_image)
+            thumbnail2(c, it->thumbnail_image, 0, 0);
+        close_obj(c);
+    }
+    if (open)
+        close_arr(c);
 }
 
 char *manifest_collection2(const struct db_collection *col, const char *base, struct verr *err)
 {
     struct ctx c;
-    ctx_init(&c, base, 2, NULL);
-    cJSON *d = cJSON_CreateObject();
-    char *self = collection_url(&c, 2, col->name);
+    ctx_init(&c, base, 2, NULL, 4096 + col->nitems * 512);
     bool top = !col->name || !*col->name;
-    put_str(&c, d, "@context", "http://iiif.io/api/presentation/2/context.json");
-    put_str(&c, d, "@id", self ? self : "");
-    put_str(&c, d, "@type", "sc:Collection");
-    put_value2(&c, d, "label", &col->label, MANIFEST_TEXT_PLAIN,
+    open_obj(&c, NULL);
+    put_str(&c, "@context", "http://iiif.io/api/presentation/2/context.json");
+    put_collection_url(&c, "@id", 2, col->name);
+    put_str(&c, "@type", "sc:Collection");
+    put_value2(&c, "label", &col->label, MANIFEST_TEXT_PLAIN,
                top ? "All collections" : col->name);
-    cJSON *cols = NULL, *mans = NULL;
+    bool collections_first = false;
     for (size_t i = 0; i < col->nitems; i++) {
-        const struct db_collection_item *it = &col->items[i];
-        if (!it->id || !*it->id)
-            continue;
-        cJSON *ref;
-        if (it->is_collection) {
-            if (!cols)
-                cols = put_arr(&c, d, "collections");
-            ref = put(&c, cols, NULL, cJSON_CreateObject());
-            char *u = collection_url(&c, 2, it->id);
-            put_str(&c, ref, "@id", u ? u : "");
-            free(u);
-            put_str(&c, ref, "@type", "sc:Collection");
-        } else {
-            if (!mans)
-                mans = put_arr(&c, d, "manifests");
-            ref = put(&c, mans, NULL, cJSON_CreateObject());
-            char *m = encoded(&c, "presentation", 2, it->id);
-            put_str(&c, ref, "@id", m ? url(&c, "%s/manifest", m) : "");
-            free(m);
-            put_str(&c, ref, "@type", "sc:Manifest");
+        if (col->items[i].id && *col->items[i].id) {
+            collections_first = col->items[i].is_collection;
+            break;
         }
-        put_value2(&c, ref, "label", &it->label, MANIFEST_TEXT_PLAIN, it->id);
-        if (!it->is_collection && it->thumbnail_image)
-            put(&c, ref, "thumbnail", thumbnail2(&c, it->thumbnail_image, 0, 0));
     }
-    free(self);
-    return finish(&c, d, err, "collection");
+    collection_items2(&c, col, collections_first);
+    collection_items2(&c, col, !collections_first);
+    close_obj(&c);
+    return finish(&c, err, "collection");
 }
