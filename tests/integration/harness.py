@@ -361,3 +361,44 @@ def check_basics(port, label):
     check("GET" in h.get("access-control-allow-methods", ""), "%s: preflight allows GET" % label)
     check("Authorization" in h.get("access-control-allow-headers", ""),
           "%s: preflight allows the requested header" % label)
+
+
+E2E_DIR = os.path.join(SOURCE_DIR, "tests", "e2e")
+
+
+def _npm_up_to_date():
+    """npm ci writes node_modules/.package-lock.json; same packages and versions as the lock?"""
+    import json
+    try:
+        with open(os.path.join(E2E_DIR, "package-lock.json"), encoding="utf-8") as f:
+            want = json.load(f)["packages"]
+        with open(os.path.join(E2E_DIR, "node_modules", ".package-lock.json"), encoding="utf-8") as f:
+            have = json.load(f)["packages"]
+    except (OSError, ValueError, KeyError):
+        return False
+    have = {k: v.get("version") for k, v in have.items() if k}
+    # Optional packages for other platforms (esbuild's binaries) are in the lock but not installed.
+    return all(have.get(k) == v.get("version") or (k not in have and v.get("optional"))
+               for k, v in want.items() if k) and all(k in want for k in have)
+
+
+def ensure_e2e_packages(required=()):
+    """Install tests/e2e's npm packages from the lock file unless node_modules already matches
+    it. Returns None when ready, else why not (offline, no npm): callers skip, loudly. ctest runs
+    the tests that call this under one RESOURCE_LOCK, so two never reinstall at once."""
+    npm = shutil.which("npm")
+    if not npm or not shutil.which("node"):
+        return "node/npm not installed (scripts/setup installs them)"
+    present = all(os.path.exists(os.path.join(E2E_DIR, "node_modules", p)) for p in required)
+    if _npm_up_to_date() and present:
+        return None
+    print("npm ci in tests/e2e ...", flush=True)
+    try:
+        r = subprocess.run([npm, "ci", "--no-audit", "--no-fund", "--silent"], cwd=E2E_DIR,
+                           capture_output=True, text=True, timeout=400)
+    except subprocess.TimeoutExpired:
+        return "npm ci in tests/e2e took over 400 s (registry unreachable?)"
+    if r.returncode != 0:
+        return "npm ci in tests/e2e failed (offline?): " + (r.stderr or r.stdout)[-400:]
+    missing = [p for p in required if not os.path.exists(os.path.join(E2E_DIR, "node_modules", p))]
+    return "npm packages incomplete after npm ci: %s" % missing if missing else None

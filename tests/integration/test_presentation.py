@@ -368,19 +368,15 @@ e2e = os.path.join(t.SOURCE_DIR, "tests", "e2e")
 node_script = os.path.join(e2e, "parse_manifest.mjs")
 if os.path.exists(node_script) and os.environ.get("VELLUM_SKIP_NPM") != "1":
     import shutil
-    npm = shutil.which("npm")
     node = shutil.which("node")
-    if not npm or not node:
-        print("SKIPPED: @iiif/parser check: node/npm not installed (scripts/setup)", flush=True)
+    why = t.ensure_e2e_packages(["@iiif/parser/package.json"])
+    if why:
+        print("SKIPPED: @iiif/parser check: " + why, flush=True)
     else:
-        r = subprocess.run([npm, "ci", "--no-audit", "--no-fund", "--silent"], cwd=e2e, capture_output=True, text=True)
-        if r.returncode != 0:
-            print("SKIPPED: @iiif/parser check: npm ci failed (offline?): " + r.stderr[-300:], flush=True)
-        else:
-            urls = sorted(set(manifest_urls)) + [top_url, m2url, base + "/presentation/2/collection"]
-            r = subprocess.run([node, node_script] + urls, capture_output=True, text=True, timeout=120)
-            print(r.stdout.strip())
-            t.check(r.returncode == 0, "@iiif/parser reads every manifest and the collection: %s" % r.stderr[-500:])
+        urls = sorted(set(manifest_urls)) + [top_url, m2url, base + "/presentation/2/collection"]
+        r = subprocess.run([node, node_script] + urls, capture_output=True, text=True, timeout=120)
+        print(r.stdout.strip())
+        t.check(r.returncode == 0, "@iiif/parser reads every manifest and the collection: %s" % r.stderr[-500:])
 
 if not t._failures and schema_skipped:
     t.check(True, "everything but the schema part")
