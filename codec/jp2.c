@@ -5,7 +5,9 @@
  * interleaved G, GA, RGB or RGBA. Every call gets its own codec and stream. */
 #include "source_internal.h"
 
+#include <inttypes.h>
 #include <openjpeg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/types.h>
@@ -83,12 +85,74 @@ static void reader_close(struct jp2_reader *rd)
 
 /* Open path and read its main header. rd must stay where it is until reader_close(): the
  * callbacks hold a pointer to rd->log. */
+#define BOX(a, b, c, d) ((uint32_t)(a) << 24 | (uint32_t)(b) << 16 | (uint32_t)(c) << 8 | (d))
+
+static uint16_t be16(const unsigned char *p);
+static uint32_t be32(const unsigned char *p);
+static uint64_t be64(const unsigned char *p);
+
+/* OpenJPEG allocates per tile and component while it reads the main header, before anything
+ * can be checked: a 2.5 KB file declaring 46,601 tiles of 257 components made it allocate about
+ * 13 GB (found by fuzz_jp2, tests/fuzz/regressions). So read SIZ (ISO/IEC 15444-1 A.5.1)
+ * ourselves first and refuse tile x component counts no real image has. 2^18 allows a
+ * 3-component image of 87,000 tiles (300,000 px square at 1024 px tiles). */
+#define MAX_TILE_COMPONENTS (1u << 18)
+
+static int check_siz(const char *path, enum codec_format format, struct verr *err)
+{
+    FILE *fp = codec_src_open(path, err);
+    unsigned char b[64];
+    if (!fp)
+        return -1;
+    if (format == CODEC_FORMAT_JP2) {
+        /* Walk the top-level boxes to the contiguous codestream box. */
+        for (int i = 0; i < 1024; i++) {
+            uint64_t box_len, hdr_len = 8;
+            if (fread(b, 1, 8, fp) != 8)
+                goto unknown;
+            box_len = be32(b);
+            if (box_len == 1) {
+                if (fread(b + 8, 1, 8, fp) != 8)
+                    goto unknown;
+                box_len = be64(b + 8);
+                hdr_len = 16;
+            }
+            if (be32(b + 4) == BOX('j', 'p', '2', 'c'))
+                break;
+            if (box_len < hdr_len || box_len - hdr_len > (uint64_t)INT64_MAX ||
+                fseeko(fp, (off_t)(box_len - hdr_len), SEEK_CUR) != 0)
+                goto unknown;
+        }
+    }
+    /* SOC, SIZ, Lsiz, Rsiz, Xsiz, Ysiz, XOsiz, YOsiz, XTsiz, YTsiz, XTOsiz, YTOsiz, Csiz */
+    if (fread(b, 1, 42, fp) != 42 || be16(b) != 0xFF4F || be16(b + 2) != 0xFF51)
+        goto unknown;
+    uint64_t xs = be32(b + 8), ys = be32(b + 12), xt = be32(b + 24), yt = be32(b + 28);
+    uint64_t xto = be32(b + 32), yto = be32(b + 36), comps = be16(b + 40);
+    fclose(fp);
+    if (xt == 0 || yt == 0 || xto >= xs || yto >= ys)
+        return 0; /* malformed: OpenJPEG's own SIZ checks reject it without allocating */
+    uint64_t tiles = ((xs - xto + xt - 1) / xt) * ((ys - yto + yt - 1) / yt);
+    if (tiles * comps > MAX_TILE_COMPONENTS)
+        return verr_set(err, 413,
+                        "JPEG 2000 header declares %" PRIu64 " tiles x %" PRIu64
+                        " components, more than the %u this server decodes",
+                        tiles, comps, MAX_TILE_COMPONENTS);
+    return 0;
+unknown:
+    /* Not where we expected it: let OpenJPEG report what is wrong. */
+    fclose(fp);
+    return 0;
+}
+
 static int reader_open(struct jp2_reader *rd, const char *path, enum codec_format format,
                        int threads, struct verr *err)
 {
     opj_dparameters_t params;
 
     memset(rd, 0, sizeof *rd);
+    if (check_siz(path, format, err) < 0)
+        return -1;
     rd->stream = opj_stream_create_default_file_stream(path, OPJ_TRUE);
     if (!rd->stream) {
         verr_set(err, 404, "source image not found");
@@ -142,7 +206,6 @@ static uint64_t be64(const unsigned char *p)
     return (uint64_t)be32(p) << 32 | be32(p + 4);
 }
 
-#define BOX(a, b, c, d) ((uint32_t)(a) << 24 | (uint32_t)(b) << 16 | (uint32_t)(c) << 8 | (d))
 
 /* Read the body of the top-level 'jp2h' box into *buf (NULL if there is none before the
  * codestream, or it is malformed or absurdly large: OpenJPEG has already judged the file, this

@@ -3,6 +3,7 @@
 #ifndef VELLUM_APP_H
 #define VELLUM_APP_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
 #include <time.h>
@@ -21,6 +22,7 @@ struct app {
     ino_t db_ino;
     time_t started;          /* when the server (master, or the single process) started */
     uint64_t served;         /* requests served by this worker */
+    bool tainted;            /* a decoder crashed inside a guarded call: exit after this response */
 };
 
 /* A handler fills resp (status, headers, body); returning is enough, errors go in resp. */

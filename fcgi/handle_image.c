@@ -9,6 +9,8 @@
 #include <time.h>
 
 #include "app.h"
+#include "guard.h"
+#include "log.h"
 #include "codec.h"
 #include "iiif.h"
 #include "manifest.h"
@@ -58,6 +60,47 @@ static void serve_info(struct app *app, const struct http_request *req, struct h
     http_body_take(resp, (unsigned char *)json, len);
 }
 
+/* Decoder calls run under guard_run (guard.h): an assert or crash inside OpenJPEG, libjpeg or
+ * libpng answers this request with a 500 and retires the worker after the response. */
+struct render_call {
+    const char *path;
+    const struct codec_info *src;
+    const struct iiif_plan *plan;
+    const struct codec_render_opts *opts;
+    unsigned char *bytes;
+    size_t len;
+    struct verr *err;
+};
+
+static int render_guarded(void *ctx)
+{
+    struct render_call *c = ctx;
+    return codec_render(c->path, c->src, c->plan, c->opts, &c->bytes, &c->len, c->err);
+}
+
+struct probe_call {
+    struct source_cache *cache;
+    const char *path;
+    uint64_t max_pixels;
+    const struct codec_info **src;
+    struct source_stamp *stamp;
+    struct verr *err;
+};
+
+static int probe_guarded(void *ctx)
+{
+    struct probe_call *c = ctx;
+    return source_cache_get(c->cache, c->path, c->max_pixels, c->src, c->stamp, c->err);
+}
+
+static void decoder_crashed(struct app *app, struct http_response *resp, int sig, const char *path)
+{
+    app->tainted = true;
+    log_msg(LOG_LEVEL_ERROR, "decoder died with signal %d on %s; this worker will be replaced", sig,
+            path);
+    http_error(resp, 500, "the image decoder failed on this file (signal %d)", sig);
+}
+
 static void serve_image(struct app *app, const struct http_request *req, struct http_response *resp,
                         enum iiif_version v, const char *base_id, const char *path,
                         const struct iiif_path *ip, const struct codec_info *src,
@@ -94,12 +137,18 @@ static void serve_image(struct app *app, const struct http_request *req, struct 
         .jpeg_quality = (int)app->cfg->jpeg_quality,
         .threads = (int)app->cfg->decode_threads,
     };
-    unsigned char *bytes = NULL;
-    size_t len = 0;
-    if (codec_render(path, src, &plan, &opts, &bytes, &len, &err) < 0) {
+    struct render_call call = {path, src, &plan, &opts, NULL, 0, &err};
+    int sig;
+    if (guard_run(render_guarded, &call, &sig) < 0) {
+        if (sig) {
+            decoder_crashed(app, resp, sig, path);
+            return;
+        }
         http_error(resp, err.status ? err.status : 500, "%s", err.msg);
         return;
     }
+    unsigned char *bytes = call.bytes;
+    size_t len = call.len;
     snprintf(resp->content_type, sizeof resp->content_type, "%s", iiif_format_mime(plan.format));
     http_body_take(resp, bytes, len);
 }
@@ -123,10 +172,18 @@ void handle_image(struct app *app, const struct http_request *req, struct http_r
         http_error(resp, 500, "out of memory");
         goto done;
     }
-    if (codec_resolve(app->cfg->image_root, ip.identifier, path, sizeof path, &err) < 0 ||
-        source_cache_get(app->sources, path, (uint64_t)app->cfg->max_decode_pixels, &src, &stamp,
-                         &err) < 0) {
+    if (codec_resolve(app->cfg->image_root, ip.identifier, path, sizeof path, &err) < 0) {
         http_error(resp, err.status, "%s", err.msg);
+        goto done;
+    }
+    struct probe_call probe = {app->sources, path, (uint64_t)app->cfg->max_decode_pixels, &src,
+                               &stamp, &err};
+    int sig;
+    if (guard_run(probe_guarded, &probe, &sig) < 0) {
+        if (sig)
+            decoder_crashed(app, resp, sig, path);
+        else
+            http_error(resp, err.status, "%s", err.msg);
         goto done;
     }
     char base[1024], base_id[9216];

@@ -29,6 +29,8 @@
 
 /* Exit status of a worker that stopped because it reached max_requests_per_worker. */
 #define EXIT_RECYCLE 3
+/* Exit status of a worker that answered a request whose decoder crashed (guard.h). */
+#define EXIT_TAINTED 4
 #define MAX_WORKERS 1024
 
 /* ---- worker ---------------------------------------------------------------------------- */
@@ -140,6 +142,10 @@ static int worker_loop(struct app *app, int listen_fd, pid_t master)
         }
         serve_request(app, &fr);
         FCGX_Finish_r(&fr);
+        if (app->tainted) {
+            rc = EXIT_TAINTED;
+            break;
+        }
         if (max_req > 0 && app->served >= (uint64_t)max_req) {
             rc = EXIT_RECYCLE;
             break;
@@ -171,8 +177,8 @@ int pool_run_single(const struct vellum_config *cfg)
         fcntl(0, F_SETFL, fl | O_NONBLOCK);
     log_msg(LOG_LEVEL_INFO, "serving on the socket passed as fd 0 (mod_fcgid / spawn-fcgi)");
     int rc = worker_loop(&app, 0, 0);
-    /* Under mod_fcgid a recycled process is simply replaced by the process manager. */
-    return rc == EXIT_RECYCLE ? 0 : rc;
+    /* Under mod_fcgid a recycled or retired process is simply replaced by the process manager. */
+    return rc == EXIT_RECYCLE || rc == EXIT_TAINTED ? 0 : rc;
 }
 
 /* ---- master ---------------------------------------------------------------------------- */
@@ -384,6 +390,12 @@ static void reap(struct pool *p, bool stopping)
                 log_msg(LOG_LEVEL_INFO, "worker %d recycled after %ld requests", (int)pid,
                         p->cfg->max_requests_per_worker);
                 s->failures = 0;
+                s->respawn_at = now_ms();
+                break;
+            }
+            if (WIFEXITED(st) && WEXITSTATUS(st) == EXIT_TAINTED) {
+                log_msg(LOG_LEVEL_WARN, "worker %d retired after a decoder crash; replaced",
+                        (int)pid);
                 s->respawn_at = now_ms();
                 break;
             }

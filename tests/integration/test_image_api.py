@@ -3,6 +3,7 @@ cjpeg and a PNG writer; pixels compared with opj_decompress / djpeg output (inde
 import json
 import math
 import os
+import shutil
 import struct
 import subprocess
 import zlib
@@ -269,6 +270,23 @@ for path, status, expect in cases:
         except ValueError:
             msg = ""
         t.check(st == status and expect in msg.lower(), "%s -> %d naming the %s (%d %r)" % (path, status, expect, st, msg))
+
+# ---- inputs the fuzzer found (tests/fuzz/regressions) -----------------------------------------
+reg = os.path.join(t.SOURCE_DIR, "tests", "fuzz", "regressions", "fuzz_jp2")
+shutil.copy(os.path.join(reg, "siz-46601-tiles-257-components-oom.j2k"), os.path.join(root, "oom.j2k"))
+shutil.copy(os.path.join(t.SOURCE_DIR, "tests", "fuzz", "library-aborts", "htj2k-mel-init-assert.j2k"),
+            os.path.join(root, "assert.j2k"))
+st, h, body = get("/iiif/3/oom.j2k/info.json")
+t.check(st == 413 and b"tiles x 257 components" in body,
+        "a header declaring 46,601 tiles x 257 components is refused before OpenJPEG allocates (%d)" % st)
+# OpenJPEG 2.5.0 aborts on an assert inside its HTJ2K decoder: that request gets a 500 with a
+# message, the worker answers, retires, and is replaced.
+st, h, body = get("/iiif/3/assert.j2k/full/max/0/default.png")
+t.check(st == 500 and b"decoder failed" in body and h.get("access-control-allow-origin") == "*",
+        "an assert inside OpenJPEG fails only that request, with an answer (%d %r)" % (st, body[:100]))
+t.wait_for(lambda: "retired after a decoder crash" in v.output() and len(v.workers()) == 2,
+           what="the tainted worker to be replaced")
+t.check(get("/iiif/3/tiled.jp2/info.json")[0] == 200, "the next request is served")
 
 t.check(len(v.workers()) == 2 and "killed by signal" not in v.output(), "no worker died during the run")
 v.stop()
