@@ -323,9 +323,15 @@ static void value_text(const struct vellum_config *cfg, const struct key *k, cha
 {
     const char *field = (const char *)cfg + k->offset;
     switch (k->type) {
-    case KEY_STRING:
-        snprintf(buf, len, "%s", field);
+    case KEY_STRING: {
+        /* The file format trims spaces and strips one pair of quotes: quote values that would
+         * otherwise not read back as they are. */
+        size_t n = strlen(field);
+        bool quote = n && (isspace((unsigned char)field[0]) ||
+                           isspace((unsigned char)field[n - 1]) || field[0] == '"');
+        snprintf(buf, len, quote ? "\"%s\"" : "%s", field);
         break;
+    }
     case KEY_LONG:
         snprintf(buf, len, "%ld", *(const long *)field);
         break;
