@@ -123,6 +123,35 @@ def make_www(photos):
     target = os.path.join(WWW, "openseadragon")
     shutil.rmtree(target, ignore_errors=True)
     shutil.copytree(osd, target)
+    make_viewers()
+
+
+# Mirador 4 and Universal Viewer: the pages the viewer tests drive (scripts/viewers/), with the
+# built bundles from tests/e2e's npm lock file.
+VIEWER_BUNDLES = (("openseadragon", "build/openseadragon"), ("mirador", "dist"),
+                  ("universalviewer", "dist/umd"))
+
+
+def make_viewers():
+    required = ["mirador/dist/mirador.min.js", "universalviewer/dist/umd/UV.js",
+                "openseadragon/build/openseadragon/openseadragon.min.js"]
+    if not all(os.path.exists(os.path.join(WWW, "node_modules", r)) for r in required):
+        print("demo: installing Mirador and Universal Viewer (npm ci in tests/e2e, once)...",
+              flush=True)
+        why = harness.ensure_e2e_packages(required)
+        if why:
+            print("demo: no Mirador / Universal Viewer pages: " + why, flush=True)
+            return
+        for pkg, sub in VIEWER_BUNDLES:
+            dst = os.path.join(WWW, "node_modules", pkg, sub)
+            shutil.rmtree(dst, ignore_errors=True)
+            shutil.copytree(os.path.join(harness.E2E_DIR, "node_modules", pkg, sub), dst,
+                            ignore=shutil.ignore_patterns("*.map"))
+        shutil.copy(os.path.join(harness.E2E_DIR, "node_modules", "universalviewer", "dist", "uv.css"),
+                    os.path.join(WWW, "node_modules", "universalviewer", "dist"))
+    os.makedirs(os.path.join(WWW, "viewers"), exist_ok=True)
+    for page in ("osd.html", "mirador.html", "uv.html"):
+        shutil.copy(os.path.join(HERE, "viewers", page), os.path.join(WWW, "viewers", page))
 
 
 DEMO_CATALOGUE = """manifest,label,label@fr,summary,metadata.Photographer,metadata.Subject,metadata.Subject@fr,rights,nav_date,behavior,collection,canvas_label,image,range
@@ -167,6 +196,8 @@ Vellum demo is running (Ctrl-C stops it).
   health           %(b)s/health
   collection       %(b)s/presentation/3/collection
   a manifest       %(b)s/presentation/3/%(m)s/manifest
+  in Mirador       %(b)s/viewers/mirador.html?manifest=%(b)s/presentation/3/%(m)s/manifest
+  in UV            %(b)s/viewers/uv.html?manifest=%(b)s/presentation/3/%(m)s/manifest
   image info       %(b)s/iiif/3/chart.jp2/info.json
   a tile           %(b)s/iiif/3/chart.jp2/0,0,512,512/256,/0/default.jpg
   access log       %(log)s
