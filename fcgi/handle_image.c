@@ -93,12 +93,20 @@ static int probe_guarded(void *ctx)
     return source_cache_get(c->cache, c->path, c->max_pixels, c->src, c->stamp, c->err);
 }
 
+/* After a crash inside a library, its locks and heap may be in any state: the answer is built
+ * without malloc (a static body, fixed-size header buffers), nothing is freed afterwards, and
+ * the worker leaves with _exit once the response is out (pool.c). */
 static void decoder_crashed(struct app *app, struct http_response *resp, int sig, const char *path)
 {
+    static const char body[] = "{\"error\":\"the image decoder failed on this file\",\"status\":500}\n";
     app->tainted = true;
     log_msg(LOG_LEVEL_ERROR, "decoder died with signal %d on %s; this worker will be replaced", sig,
             path);
-    http_error(resp, 500, "the image decoder failed on this file (signal %d)", sig);
+    resp->status = 500;
+    strcpy(resp->content_type, "application/json");
+    resp->body = (unsigned char *)body;
+    resp->body_len = sizeof body - 1;
+    resp->body_owned = false;
 }
 
 static void serve_image(struct app *app, const struct http_request *req, struct http_response *resp,
@@ -207,5 +215,6 @@ void handle_image(struct app *app, const struct http_request *req, struct http_r
         break;
     }
 done:
-    iiif_path_clear(&ip);
+    if (!app->tainted) /* see decoder_crashed: no free() after a crash */
+        iiif_path_clear(&ip);
 }

@@ -141,11 +141,14 @@ static int worker_loop(struct app *app, int listen_fd, pid_t master)
             continue;
         }
         serve_request(app, &fr);
-        FCGX_Finish_r(&fr);
         if (app->tainted) {
-            rc = EXIT_TAINTED;
-            break;
+            /* A library crashed during this request (guard.h): finish the FastCGI records
+             * (FCGX_FClose writes, it does not free) and leave without touching the heap. */
+            FCGX_FClose(fr.err);
+            FCGX_FClose(fr.out);
+            _exit(EXIT_TAINTED);
         }
+        FCGX_Finish_r(&fr);
         if (max_req > 0 && app->served >= (uint64_t)max_req) {
             rc = EXIT_RECYCLE;
             break;
