@@ -40,6 +40,14 @@ int http_request_init(struct http_request *req, char **envp, const char *prefix,
     req->query = q ? q + 1 : "";
     if (plen >= sizeof req->path)
         return verr_set(err, 414, "request path longer than %zu bytes", sizeof req->path - 1);
+    /* Early sanity checks (Image API §10): nothing Vellum serves needs more than this. */
+    if (strlen(req->query) > HTTP_MAX_QUERY)
+        return verr_set(err, 414, "query string longer than %d bytes", HTTP_MAX_QUERY);
+    size_t segments = 0;
+    for (size_t i = 0; i < plen; i++)
+        segments += req->uri[i] == '/';
+    if (segments > HTTP_MAX_SEGMENTS)
+        return verr_set(err, 400, "request path has more than %d segments", HTTP_MAX_SEGMENTS);
     size_t pre = strlen(prefix);
     if (pre) {
         if (plen < pre || strncmp(req->uri, prefix, pre) != 0 ||

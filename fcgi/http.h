@@ -11,6 +11,11 @@
 
 #include "config.h"
 
+/* Request limits: the path buffer below (8 KB), the query string, the number of '/'-separated
+ * path segments. Larger requests get 414 / 400 before any routing. */
+#define HTTP_MAX_QUERY 2048
+#define HTTP_MAX_SEGMENTS 64
+
 struct http_request {
     char **envp;           /* CGI parameters (FCGX envp) */
     const char *method;    /* REQUEST_METHOD */

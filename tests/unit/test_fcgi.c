@@ -92,6 +92,22 @@ static void test_request(void)
     char *env3[] = {huge, NULL};
     CHECK_INT(http_request_init(&r, env3, "", &e), -1);
     CHECK_INT(e.status, 414);
+    /* query longer than HTTP_MAX_QUERY */
+    strcpy(huge, "REQUEST_URI=/health?");
+    memset(huge + 20, 'q', HTTP_MAX_QUERY + 1);
+    huge[20 + HTTP_MAX_QUERY + 1] = '\0';
+    CHECK_INT(http_request_init(&r, env3, "", &e), -1);
+    CHECK_INT(e.status, 414);
+    huge[20 + HTTP_MAX_QUERY] = '\0'; /* exactly the limit is fine */
+    CHECK_INT(http_request_init(&r, env3, "", &e), 0);
+    /* too many segments; exactly HTTP_MAX_SEGMENTS is fine */
+    strcpy(huge, "REQUEST_URI=");
+    for (int i = 0; i < HTTP_MAX_SEGMENTS; i++)
+        strcat(huge, "/a");
+    CHECK_INT(http_request_init(&r, env3, "", &e), 0);
+    strcat(huge, "/a");
+    CHECK_INT(http_request_init(&r, env3, "", &e), -1);
+    CHECK_INT(e.status, 400);
     free(huge);
 }
 
