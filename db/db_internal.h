@@ -8,6 +8,7 @@
 #include <stdarg.h>
 
 #include "db.h"
+#include "strbuf.h"
 
 /* The schema version that this code reads and writes (PRAGMA user_version), and the
  * application_id that marks a file as a Vellum catalogue ("VLLM"). */
@@ -43,26 +44,14 @@ int db_sqlite_fail(struct db *db, struct verr *err, const char *what);
 /* Prepare (once) a statement kept for the life of the handle. */
 int db_stmt(struct db *db, enum db_load_stmt which, sqlite3_stmt **out, struct verr *err);
 
-/* A growable byte buffer; a failed allocation is remembered and reported once at the end
- * (dbuf_ok), so writers can chain calls without checking each. */
-struct dbuf {
-    char *p;
-    size_t len, cap;
-    bool has_failed;
-};
-void dbuf_put(struct dbuf *b, const char *s, size_t n);
-void dbuf_puts(struct dbuf *b, const char *s);
-void dbuf_putc(struct dbuf *b, char c);
-void dbuf_json_string(struct dbuf *b, const char *s);
-bool dbuf_ok(const struct dbuf *b); /* no allocation failed; p is NUL-terminated */
-void dbuf_reset(struct dbuf *b);
-void dbuf_free(struct dbuf *b);
+/* JSON string with the escapes RFC 8259 requires (db/import.c). */
+void db_json_string(struct strbuf *b, const char *s);
 
 /* Language maps are stored as IIIF language-map JSON: {"en":["a","b"],"none":["c"]}, the
  * languages in first-seen order, values in order. An empty map is stored as NULL. */
 int db_lang_map_add(struct db_lang_map *m, const char *lang, const char *value, size_t value_len);
 void db_lang_map_clear(struct db_lang_map *m);
-void db_lang_map_to_json(const struct db_lang_map *m, struct dbuf *out);
+void db_lang_map_to_json(const struct db_lang_map *m, struct strbuf *out);
 int db_lang_map_from_json(const char *json, struct db_lang_map *m); /* -1: not a language map */
 void db_object_clear(struct db_object *o);
 void db_pair_clear(struct db_pair *p);

@@ -17,98 +17,42 @@
 
 /* ------------------------------------------------------------------ text buffer */
 
-static bool dbuf_reserve(struct dbuf *b, size_t more)
-{
-    if (b->has_failed)
-        return false;
-    if (b->len + more + 1 <= b->cap)
-        return true;
-    size_t cap = b->cap ? b->cap : 256;
-    while (cap < b->len + more + 1)
-        cap *= 2;
-    char *p = realloc(b->p, cap);
-    if (!p) {
-        b->has_failed = true;
-        return false;
-    }
-    b->p = p;
-    b->cap = cap;
-    return true;
-}
-
-void dbuf_put(struct dbuf *b, const char *s, size_t n)
-{
-    if (!dbuf_reserve(b, n))
-        return;
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-void dbuf_puts(struct dbuf *b, const char *s)
-{
-    dbuf_put(b, s, strlen(s));
-}
-
-void dbuf_putc(struct dbuf *b, char c)
-{
-    dbuf_put(b, &c, 1);
-}
-
 /* JSON string with the escapes RFC 8259 requires; UTF-8 passes through (it was validated). */
-void dbuf_json_string(struct dbuf *b, const char *s)
+void db_json_string(struct strbuf *b, const char *s)
 {
     static const char hex[] = "0123456789abcdef";
-    dbuf_putc(b, '"');
+    strbuf_putc(b, '"');
     const char *run = s;
     for (; *s; s++) {
         unsigned char c = (unsigned char)*s;
         if (c >= 0x20 && c != '"' && c != '\\')
             continue;
-        dbuf_put(b, run, (size_t)(s - run));
+        strbuf_put(b, run, (size_t)(s - run));
         run = s + 1;
         switch (c) {
         case '"':
-            dbuf_puts(b, "\\\"");
+            strbuf_puts(b, "\\\"");
             break;
         case '\\':
-            dbuf_puts(b, "\\\\");
+            strbuf_puts(b, "\\\\");
             break;
         case '\n':
-            dbuf_puts(b, "\\n");
+            strbuf_puts(b, "\\n");
             break;
         case '\r':
-            dbuf_puts(b, "\\r");
+            strbuf_puts(b, "\\r");
             break;
         case '\t':
-            dbuf_puts(b, "\\t");
+            strbuf_puts(b, "\\t");
             break;
         default: {
             char u[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
-            dbuf_put(b, u, 6);
+            strbuf_put(b, u, 6);
         }
         }
     }
-    dbuf_put(b, run, (size_t)(s - run));
-    dbuf_putc(b, '"');
-}
-
-bool dbuf_ok(const struct dbuf *b)
-{
-    return !b->has_failed && b->p;
-}
-
-void dbuf_reset(struct dbuf *b)
-{
-    b->len = 0;
-    if (b->p)
-        b->p[0] = '\0';
-}
-
-void dbuf_free(struct dbuf *b)
-{
-    free(b->p);
-    memset(b, 0, sizeof *b);
+    strbuf_put(b, run, (size_t)(s - run));
+    strbuf_putc(b, '"');
 }
 
 /* ------------------------------------------------------------------ language maps */
@@ -132,9 +76,9 @@ int db_lang_map_add(struct db_lang_map *m, const char *lang, const char *value, 
 }
 
 /* Group by language, languages in first-seen order: {"en":["a","b"],"fr":["c"]}. */
-void db_lang_map_to_json(const struct db_lang_map *m, struct dbuf *out)
+void db_lang_map_to_json(const struct db_lang_map *m, struct strbuf *out)
 {
-    dbuf_putc(out, '{');
+    strbuf_putc(out, '{');
     for (size_t i = 0; i < m->n; i++) {
         bool is_seen = false;
         for (size_t j = 0; j < i && !is_seen; j++)
@@ -142,21 +86,21 @@ void db_lang_map_to_json(const struct db_lang_map *m, struct dbuf *out)
         if (is_seen)
             continue;
         if (out->len > 1 && out->p[out->len - 1] != '{')
-            dbuf_putc(out, ',');
-        dbuf_json_string(out, m->items[i].lang);
-        dbuf_puts(out, ":[");
+            strbuf_putc(out, ',');
+        db_json_string(out, m->items[i].lang);
+        strbuf_puts(out, ":[");
         bool is_first = true;
         for (size_t j = i; j < m->n; j++) {
             if (strcmp(m->items[j].lang, m->items[i].lang))
                 continue;
             if (!is_first)
-                dbuf_putc(out, ',');
-            dbuf_json_string(out, m->items[j].value);
+                strbuf_putc(out, ',');
+            db_json_string(out, m->items[j].value);
             is_first = false;
         }
-        dbuf_putc(out, ']');
+        strbuf_putc(out, ']');
     }
-    dbuf_putc(out, '}');
+    strbuf_putc(out, '}');
 }
 
 /* ------------------------------------------------------------------ validators */
@@ -549,7 +493,7 @@ struct importer {
     sqlite3_int64 top_pk;      /* the top-level collection */
     int64_t stamp;             /* `modified` of everything this file changes; 0 until needed */
     bool has_changes;
-    struct dbuf buf[4]; /* scratch JSON */
+    struct strbuf buf[4]; /* scratch JSON */
 };
 
 const char *importer_file(const struct importer *im)
@@ -698,12 +642,12 @@ static int collection_pk(struct importer *im, const char *name, sqlite3_int64 *p
             if (prc < 0)
                 return -1;
         }
-        struct dbuf *label = &im->buf[0];
-        dbuf_reset(label);
-        dbuf_puts(label, "{\"none\":[");
-        dbuf_json_string(label, leaf);
-        dbuf_puts(label, "]}");
-        if (!dbuf_ok(label))
+        struct strbuf *label = &im->buf[0];
+        strbuf_reset(label);
+        strbuf_puts(label, "{\"none\":[");
+        db_json_string(label, leaf);
+        strbuf_puts(label, "]}");
+        if (!strbuf_ok(label))
             return verr_set(err, 500, "out of memory");
         st = im->st[IS_INSERT_COLLECTION];
         sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
@@ -729,31 +673,31 @@ static int collection_pk(struct importer *im, const char *name, sqlite3_int64 *p
 static int object_json(struct importer *im, const struct db_object *o, struct verr *err)
 {
     for (int i = 0; i < 4; i++)
-        dbuf_reset(&im->buf[i]);
+        strbuf_reset(&im->buf[i]);
     if (o->label.n)
         db_lang_map_to_json(&o->label, &im->buf[0]);
     if (o->summary.n)
         db_lang_map_to_json(&o->summary, &im->buf[1]);
     if (o->has_required_statement) {
-        dbuf_puts(&im->buf[2], "{\"label\":");
+        strbuf_puts(&im->buf[2], "{\"label\":");
         db_lang_map_to_json(&o->required_statement.label, &im->buf[2]);
-        dbuf_puts(&im->buf[2], ",\"value\":");
+        strbuf_puts(&im->buf[2], ",\"value\":");
         db_lang_map_to_json(&o->required_statement.value, &im->buf[2]);
-        dbuf_putc(&im->buf[2], '}');
+        strbuf_putc(&im->buf[2], '}');
     }
     if (o->nbehavior) {
-        dbuf_putc(&im->buf[3], '[');
+        strbuf_putc(&im->buf[3], '[');
         for (size_t i = 0; i < o->nbehavior; i++) {
             if (i)
-                dbuf_putc(&im->buf[3], ',');
-            dbuf_json_string(&im->buf[3], o->behavior[i]);
+                strbuf_putc(&im->buf[3], ',');
+            db_json_string(&im->buf[3], o->behavior[i]);
         }
-        dbuf_putc(&im->buf[3], ']');
+        strbuf_putc(&im->buf[3], ']');
     }
     for (int i = 0; i < 4; i++) {
-        dbuf_putc(&im->buf[i], '\0'); /* make sure p exists, then drop the NUL again */
+        strbuf_putc(&im->buf[i], '\0'); /* make sure p exists, then drop the NUL again */
         im->buf[i].len--;
-        if (!dbuf_ok(&im->buf[i]))
+        if (!strbuf_ok(&im->buf[i]))
             return verr_set(err, 500, "out of memory");
     }
     return 0;
@@ -778,9 +722,9 @@ static uint64_t hash_u64(uint64_t h, uint64_t v)
     return hash_bytes(h, &v, sizeof v);
 }
 
-static uint64_t hash_map(uint64_t h, const struct db_lang_map *m, struct dbuf *scratch)
+static uint64_t hash_map(uint64_t h, const struct db_lang_map *m, struct strbuf *scratch)
 {
-    dbuf_reset(scratch);
+    strbuf_reset(scratch);
     db_lang_map_to_json(m, scratch);
     return hash_field(h, scratch->p, scratch->len);
 }
@@ -789,7 +733,7 @@ static int object_hash(struct importer *im, const struct imp_object *io, uint64_
                        struct verr *err)
 {
     const struct db_object *o = &io->o;
-    struct dbuf scratch = {0};
+    struct strbuf scratch = {0};
     uint64_t h = hash_u64(FNV_OFFSET, DB_SCHEMA_VERSION);
     for (int i = 0; i < 4; i++)
         h = hash_field(h, im->buf[i].p, im->buf[i].len);
@@ -820,8 +764,8 @@ static int object_hash(struct importer *im, const struct imp_object *io, uint64_
     h = hash_u64(h, io->ncollections);
     for (size_t i = 0; i < io->ncollections; i++)
         h = hash_str(h, io->collections[i]);
-    bool is_ok = !scratch.has_failed;
-    dbuf_free(&scratch);
+    bool is_ok = !scratch.oom;
+    strbuf_free(&scratch);
     if (!is_ok)
         return verr_set(err, 500, "out of memory");
     *out = h;
@@ -841,13 +785,13 @@ static void bind_str(sqlite3_stmt *st, int i, const char *s)
     bind_text_or_null(st, i, s, s ? strlen(s) : 0);
 }
 
-static int bind_map(sqlite3_stmt *st, int i, const struct db_lang_map *m, struct dbuf *b,
+static int bind_map(sqlite3_stmt *st, int i, const struct db_lang_map *m, struct strbuf *b,
                     struct verr *err)
 {
-    dbuf_reset(b);
+    strbuf_reset(b);
     if (m->n)
         db_lang_map_to_json(m, b);
-    if (b->has_failed)
+    if (b->oom)
         return verr_set(err, 500, "out of memory");
     bind_text_or_null(st, i, b->p, b->len);
     return 0;
@@ -857,7 +801,7 @@ static int write_children(struct importer *im, sqlite3_int64 pk, const struct im
                           struct verr *err)
 {
     const struct db_object *o = &io->o;
-    struct dbuf *b = &im->buf[0], *b2 = &im->buf[1];
+    struct strbuf *b = &im->buf[0], *b2 = &im->buf[1];
     sqlite3_stmt *st = im->st[IS_METADATA];
     for (size_t i = 0; i < o->nmetadata; i++) {
         sqlite3_bind_int64(st, 1, pk);
@@ -900,15 +844,15 @@ static int write_children(struct importer *im, sqlite3_int64 pk, const struct im
             sqlite3_bind_int64(st, 3, (sqlite3_int64)(*counter)++);
             if (bind_map(st, 4, &r->label, b, err) < 0)
                 goto ranges_done;
-            dbuf_reset(b2);
-            dbuf_putc(b2, '[');
+            strbuf_reset(b2);
+            strbuf_putc(b2, '[');
             for (size_t k = 0; k < r->ncanvases; k++) {
                 char num[24];
                 int len = snprintf(num, sizeof num, k ? ",%zu" : "%zu", r->canvases[k]);
-                dbuf_put(b2, num, (size_t)len);
+                strbuf_put(b2, num, (size_t)len);
             }
-            dbuf_putc(b2, ']');
-            if (!dbuf_ok(b2)) {
+            strbuf_putc(b2, ']');
+            if (!strbuf_ok(b2)) {
                 verr_set(err, 500, "out of memory");
                 goto ranges_done;
             }
@@ -1115,7 +1059,7 @@ done:
     strmap_free(&im.seen);
     strmap_free(&im.collections);
     for (int i = 0; i < 4; i++)
-        dbuf_free(&im.buf[i]);
+        strbuf_free(&im.buf[i]);
     if (f)
         fclose(f);
     return rc;

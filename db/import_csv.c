@@ -247,7 +247,7 @@ struct csv {
     char **segs; /* one row's range path, per range column and level (scratch) */
     size_t *nsegs;
     struct imp_object cur;
-    struct dbuf key;
+    struct strbuf key;
 };
 
 static void csv_free(struct csv *c)
@@ -267,7 +267,7 @@ static void csv_free(struct csv *c)
     free(c->segs);
     free(c->nsegs);
     imp_object_clear(&c->cur);
-    dbuf_free(&c->key);
+    strbuf_free(&c->key);
 }
 
 /* Check that a field is UTF-8; the message names the physical line of the bad byte. */
@@ -655,12 +655,12 @@ static int add_to_range(struct importer *im, struct csv *c, size_t canvas, struc
     struct imp_object *io = &c->cur;
     size_t parent = IMP_NO_PARENT;
     for (size_t level = 0; level < c->nsegs[0]; level++) {
-        dbuf_reset(&c->key);
+        strbuf_reset(&c->key);
         for (size_t k = 0; k < c->nrange_cols; k++) {
-            dbuf_puts(&c->key, c->segs[k * 64 + level]);
-            dbuf_putc(&c->key, '\x1f');
+            strbuf_puts(&c->key, c->segs[k * 64 + level]);
+            strbuf_putc(&c->key, '\x1f');
         }
-        if (!dbuf_ok(&c->key))
+        if (!strbuf_ok(&c->key))
             return verr_set(err, 500, "out of memory");
         size_t found = IMP_NO_PARENT;
         /* Latest first: consecutive rows usually stay in the same range. */

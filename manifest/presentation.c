@@ -5,117 +5,19 @@
 #include "manifest.h"
 
 #include <cjson/cJSON.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include "db.h"
+#include "strbuf.h"
 
 /* Thumbnails: the largest side of a generated thumbnail (a common viewer strip size). */
 #define THUMB_PX 200
 #define THUMB_BOX "!200,200"
 /* Deeper nesting of ranges than this is not a table of contents; deeper levels are dropped. */
 #define MAX_RANGE_DEPTH 32
-
-/* ---- a growable string -------------------------------------------------------------------- */
-
-struct sbuf {
-    char *p;
-    size_t len, cap;
-    bool oom;
-};
-
-/* Room for n more bytes and the NUL: where to write them (then sb_commit), NULL when out of
- * memory. */
-static char *sb_room(struct sbuf *b, size_t n)
-{
-    if (b->oom)
-        return NULL;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 64;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) {
-            b->oom = true;
-            return NULL;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    return b->p + b->len;
-}
-
-static void sb_commit(struct sbuf *b, size_t n)
-{
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-static void sb_putn(struct sbuf *b, const char *s, size_t n)
-{
-    char *p = sb_room(b, n);
-    if (p) {
-        memcpy(p, s, n);
-        sb_commit(b, n);
-    }
-}
-
-static void sb_puts(struct sbuf *b, const char *s)
-{
-    sb_putn(b, s, strlen(s));
-}
-
-static void sb_putc(struct sbuf *b, char c)
-{
-    sb_putn(b, &c, 1);
-}
-
-static void sb_vprintf(struct sbuf *b, const char *fmt, va_list ap)
-    __attribute__((format(printf, 2, 0)));
-static void sb_vprintf(struct sbuf *b, const char *fmt, va_list ap)
-{
-    char small[256];
-    va_list again;
-    va_copy(again, ap);
-    int n = vsnprintf(small, sizeof small, fmt, ap);
-    if (n < 0) {
-        b->oom = true;
-    } else if ((size_t)n < sizeof small) {
-        sb_putn(b, small, (size_t)n);
-    } else {
-        char *big = malloc((size_t)n + 1);
-        if (big) {
-            vsnprintf(big, (size_t)n + 1, fmt, again);
-            sb_putn(b, big, (size_t)n);
-            free(big);
-        } else {
-            b->oom = true;
-        }
-    }
-    va_end(again);
-}
-
-static void sb_printf(struct sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sb_printf(struct sbuf *b, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    sb_vprintf(b, fmt, ap);
-    va_end(ap);
-}
-
-/* The buffer's string (owned by the caller), or NULL if any append ran out of memory. */
-static char *sb_take(struct sbuf *b)
-{
-    if (b->oom) {
-        free(b->p);
-        return NULL;
-    }
-    return b->p ? b->p : strdup("");
-}
 
 /* ---- percent-encoding ----------------------------------------------------------------------- */
 
@@ -128,7 +30,7 @@ static bool is_unreserved(unsigned char c)
 /* RFC 3986 §2.3: only unreserved characters go unencoded, so an identifier holding '/', '?',
  * '#', '%', spaces or non-ASCII bytes is always one path segment (Image API 3.0 §9 asks the
  * same of clients). */
-static void sb_pct(struct sbuf *b, const char *s)
+static void sb_pct(struct strbuf *b, const char *s)
 {
     static const char hex[] = "0123456789ABCDEF";
     const unsigned char *p = (const unsigned char *)s;
@@ -136,20 +38,20 @@ static void sb_pct(struct sbuf *b, const char *s)
         const unsigned char *run = p;
         while (*p && is_unreserved(*p))
             p++;
-        sb_putn(b, (const char *)run, (size_t)(p - run));
+        strbuf_put(b, (const char *)run, (size_t)(p - run));
         if (!*p)
             break;
         char e[3] = {'%', hex[*p >> 4], hex[*p & 15]};
-        sb_putn(b, e, 3);
+        strbuf_put(b, e, 3);
         p++;
     }
 }
 
 char *manifest_percent_encode(const char *s)
 {
-    struct sbuf b = {0};
+    struct strbuf b = {0};
     sb_pct(&b, s);
-    return sb_take(&b);
+    return strbuf_take(&b);
 }
 
 /* ---- HTML in text values (SPECS C3, 3.0 §4.4, 2.1 §4.3) ------------------------------------- */
@@ -274,7 +176,7 @@ static size_t entity(const char *s, uint32_t *cp)
     return 0;
 }
 
-static void put_utf8(struct sbuf *b, uint32_t c)
+static void put_utf8(struct strbuf *b, uint32_t c)
 {
     char u[4];
     size_t n;
@@ -289,31 +191,31 @@ static void put_utf8(struct sbuf *b, uint32_t c)
         u[0] = (char)(0xF0 | (c >> 18)), u[1] = (char)(0x80 | ((c >> 12) & 0x3F));
         u[2] = (char)(0x80 | ((c >> 6) & 0x3F)), u[3] = (char)(0x80 | (c & 0x3F)), n = 4;
     }
-    sb_putn(b, u, n);
+    strbuf_put(b, u, n);
 }
 
 /* Text or an attribute value, escaped for XML; control characters XML forbids are dropped. */
-static void put_escaped(struct sbuf *b, const char *s, size_t n)
+static void put_escaped(struct strbuf *b, const char *s, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
         if (c == '&')
-            sb_puts(b, "&amp;");
+            strbuf_puts(b, "&amp;");
         else if (c == '<')
-            sb_puts(b, "&lt;");
+            strbuf_puts(b, "&lt;");
         else if (c == '>')
-            sb_puts(b, "&gt;");
+            strbuf_puts(b, "&gt;");
         else if (c == '"')
-            sb_puts(b, "&quot;");
+            strbuf_puts(b, "&quot;");
         else if (c < 0x20 && c != '\t' && c != '\n' && c != '\r')
             continue;
         else
-            sb_putc(b, (char)c);
+            strbuf_putc(b, (char)c);
     }
 }
 
 /* An attribute value with its references resolved (what a browser would use). */
-static void decode_value(struct sbuf *b, const char *s, size_t n)
+static void decode_value(struct strbuf *b, const char *s, size_t n)
 {
     for (size_t i = 0; i < n;) {
         uint32_t cp;
@@ -322,7 +224,7 @@ static void decode_value(struct sbuf *b, const char *s, size_t n)
             put_utf8(b, cp);
             i += m;
         } else {
-            sb_putc(b, s[i++]);
+            strbuf_putc(b, s[i++]);
         }
     }
 }
@@ -346,7 +248,7 @@ static bool safe_url(const char *v, bool allow_mailto)
 }
 
 struct html {
-    struct sbuf out;
+    struct strbuf out;
     enum manifest_text kind;
     char stack[32][16]; /* open allowed elements (names as parsed, at most 15 bytes) */
     int depth;
@@ -383,21 +285,21 @@ static size_t html_text(struct html *h, const char *s)
         uint32_t cp;
         size_t m = entity(s, &cp);
         if (!m) {
-            sb_puts(&h->out, "&amp;");
+            strbuf_puts(&h->out, "&amp;");
             return 1;
         }
         if (cp == '&' || cp == '<' || cp == '>' || cp == '"' || cp == '\'')
-            sb_putn(&h->out, s, m);
+            strbuf_put(&h->out, s, m);
         else
-            sb_printf(&h->out, "&#%u;", (unsigned)cp);
+            strbuf_printf(&h->out, "&#%u;", (unsigned)cp);
         return m;
     }
     if (c == '<')
-        sb_puts(&h->out, "&lt;");
+        strbuf_puts(&h->out, "&lt;");
     else if (c == '>')
-        sb_puts(&h->out, "&gt;");
+        strbuf_puts(&h->out, "&gt;");
     else
-        sb_putc(&h->out, (char)c);
+        strbuf_putc(&h->out, (char)c);
     return 1;
 }
 
@@ -490,12 +392,12 @@ static size_t parse_tag(const char *s, struct tag *t)
 /* The attribute's decoded value if it is a safe URL, written escaped as name="value". */
 static void put_url_attr(struct html *h, const char *name, const char *v, size_t n, bool mailto)
 {
-    struct sbuf d = {0};
+    struct strbuf d = {0};
     decode_value(&d, v, n);
     if (!d.oom && d.p && safe_url(d.p, mailto)) {
-        sb_printf(&h->out, " %s=\"", name);
+        strbuf_printf(&h->out, " %s=\"", name);
         put_escaped(&h->out, d.p, d.len);
-        sb_putc(&h->out, '"');
+        strbuf_putc(&h->out, '"');
     }
     if (d.oom)
         h->out.oom = true;
@@ -508,11 +410,11 @@ static void html_start(struct html *h, const struct tag *t)
         return;
     if (!strcmp(t->name, "br")) {
         html_element_node(h);
-        sb_puts(&h->out, "<br/>");
+        strbuf_puts(&h->out, "<br/>");
         return;
     }
     if (!strcmp(t->name, "img")) {
-        struct sbuf d = {0};
+        struct strbuf d = {0};
         if (t->has_src)
             decode_value(&d, t->src, t->src_len);
         bool ok = t->has_src && !d.oom && d.p && safe_url(d.p, false);
@@ -520,34 +422,34 @@ static void html_start(struct html *h, const struct tag *t)
         if (!ok) /* an image without a usable source shows nothing */
             return;
         html_element_node(h);
-        sb_puts(&h->out, "<img");
+        strbuf_puts(&h->out, "<img");
         put_url_attr(h, "src", t->src, t->src_len, false);
         if (t->has_alt) {
-            struct sbuf a = {0};
+            struct strbuf a = {0};
             decode_value(&a, t->alt, t->alt_len);
-            sb_puts(&h->out, " alt=\"");
+            strbuf_puts(&h->out, " alt=\"");
             if (a.p)
                 put_escaped(&h->out, a.p, a.len);
-            sb_putc(&h->out, '"');
+            strbuf_putc(&h->out, '"');
             if (a.oom)
                 h->out.oom = true;
             free(a.p);
         }
-        sb_puts(&h->out, "/>");
+        strbuf_puts(&h->out, "/>");
         return;
     }
     if (!t->self_closing && h->depth == (int)(sizeof h->stack / sizeof h->stack[0]))
         return; /* too deep: the tag is dropped, its content kept */
     html_element_node(h);
-    sb_printf(&h->out, "<%s", t->name);
+    strbuf_printf(&h->out, "<%s", t->name);
     if (!strcmp(t->name, "a") && t->has_href)
         put_url_attr(h, "href", t->href, t->href_len, true);
     if (t->self_closing) {
         /* "<span/>" is an open tag to an HTML parser: write the pair. */
-        sb_printf(&h->out, "></%s>", t->name);
+        strbuf_printf(&h->out, "></%s>", t->name);
         return;
     }
-    sb_putc(&h->out, '>');
+    strbuf_putc(&h->out, '>');
     snprintf(h->stack[h->depth++], sizeof h->stack[0], "%s", t->name);
     h->in_top_text = false;
 }
@@ -563,7 +465,7 @@ static void html_end(struct html *h, const struct tag *t)
         return;
     while (h->depth > k) {
         h->depth--;
-        sb_printf(&h->out, "</%s>", h->stack[h->depth]);
+        strbuf_printf(&h->out, "</%s>", h->stack[h->depth]);
     }
     h->in_top_text = false;
 }
@@ -597,7 +499,7 @@ static char *sanitize(const char *s, enum manifest_text kind)
     while (*p) {
         if (*p != '<' || !opens_markup(p)) {
             if (kind == MANIFEST_TEXT_PLAIN)
-                sb_putc(&h.out, *p++);
+                strbuf_putc(&h.out, *p++);
             else
                 p += html_text(&h, p);
             continue;
@@ -639,21 +541,21 @@ static char *sanitize(const char *s, enum manifest_text kind)
     }
     while (h.depth > 0) {
         h.depth--;
-        sb_printf(&h.out, "</%s>", h.stack[h.depth]);
+        strbuf_printf(&h.out, "</%s>", h.stack[h.depth]);
     }
     /* 3.0 §4.4: HTML is one element, the string starting with '<' and ending with '>'. */
     if (kind == MANIFEST_TEXT_HTML3 && h.out.len && !(h.top_nodes == 1 && h.top_is_element)) {
-        struct sbuf w = {0};
-        sb_puts(&w, "<span>");
+        struct strbuf w = {0};
+        strbuf_puts(&w, "<span>");
         if (h.out.p)
-            sb_putn(&w, h.out.p, h.out.len);
-        sb_puts(&w, "</span>");
+            strbuf_put(&w, h.out.p, h.out.len);
+        strbuf_puts(&w, "</span>");
         if (h.out.oom)
             w.oom = true;
         free(h.out.p);
-        return sb_take(&w);
+        return strbuf_take(&w);
     }
-    return sb_take(&h.out);
+    return strbuf_take(&h.out);
 }
 
 char *manifest_text(const char *value, enum manifest_text kind)
@@ -711,13 +613,13 @@ struct thumb {
 #define THUMB_CACHE 16
 
 struct ctx {
-    struct sbuf out;       /* the document */
+    struct strbuf out;       /* the document */
     bool comma;            /* the container being written has a value: the next needs a ',' */
     bool failed;
     const char *base;
     char *obj;             /* {base}/presentation/{v}/{pct(id)} */
-    struct sbuf url;       /* scratch for one URL at a time */
-    struct sbuf ib[2];     /* image bases {base}/iiif/{2,3}/{pct(image)}, of the images ib_src */
+    struct strbuf url;       /* scratch for one URL at a time */
+    struct strbuf ib[2];     /* image bases {base}/iiif/{2,3}/{pct(image)}, of the images ib_src */
     const char *ib_src[2];
     struct thumb thumbs[THUMB_CACHE]; /* planned thumbnails by image size (many pages share one) */
 };
@@ -754,26 +656,26 @@ static bool json_plain(const char *s, size_t n)
 }
 
 /* s (n bytes) as a JSON string, escaped exactly as cJSON escapes it. */
-static void put_json_string(struct sbuf *b, const char *s, size_t n)
+static void put_json_string(struct strbuf *b, const char *s, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
     if (json_plain(s, n)) {
-        char *p = sb_room(b, n + 2);
+        char *p = strbuf_room(b, n + 2);
         if (p) {
             p[0] = '"';
             memcpy(p + 1, s, n);
             p[n + 1] = '"';
-            sb_commit(b, n + 2);
+            strbuf_commit(b, n + 2);
         }
         return;
     }
-    sb_putc(b, '"');
+    strbuf_putc(b, '"');
     size_t run = 0;
     for (size_t i = 0; i < n; i++) {
         unsigned char ch = (unsigned char)s[i];
         if (ch >= 0x20 && ch != '"' && ch != '\\')
             continue;
-        sb_putn(b, s + run, i - run);
+        strbuf_put(b, s + run, i - run);
         run = i + 1;
         char e[6] = {'\\', (char)ch, 0, 0, 0, 0};
         switch (ch) {
@@ -797,13 +699,13 @@ static void put_json_string(struct sbuf *b, const char *s, size_t n)
             break;
         default:
             e[1] = 'u', e[2] = '0', e[3] = '0', e[4] = hex[ch >> 4], e[5] = hex[ch & 15];
-            sb_putn(b, e, 6);
+            strbuf_put(b, e, 6);
             continue;
         }
-        sb_putn(b, e, 2);
+        strbuf_put(b, e, 2);
     }
-    sb_putn(b, s + run, n - run);
-    sb_putc(b, '"');
+    strbuf_put(b, s + run, n - run);
+    strbuf_putc(b, '"');
 }
 
 /* Unsigned decimal into buf (at least 21 bytes); returns its length. */
@@ -827,7 +729,7 @@ static size_t fmt_size(char *buf, size_t v)
 static void put_key(struct ctx *c, const char *key)
 {
     size_t n = key ? strlen(key) : 0;
-    char *p = sb_room(&c->out, n + 4);
+    char *p = strbuf_room(&c->out, n + 4);
     if (!p)
         return;
     size_t k = 0;
@@ -840,7 +742,7 @@ static void put_key(struct ctx *c, const char *key)
         p[k++] = '"';
         p[k++] = ':';
     }
-    sb_commit(&c->out, k);
+    strbuf_commit(&c->out, k);
 }
 
 static void put_strn(struct ctx *c, const char *key, const char *v, size_t n)
@@ -864,33 +766,33 @@ static void put_num(struct ctx *c, const char *key, uint32_t v)
     char d[24];
     size_t n = fmt_size(d, v);
     put_key(c, key);
-    sb_putn(&c->out, d, n);
+    strbuf_put(&c->out, d, n);
     c->comma = true;
 }
 
 static void open_obj(struct ctx *c, const char *key)
 {
     put_key(c, key);
-    sb_putc(&c->out, '{');
+    strbuf_putc(&c->out, '{');
     c->comma = false;
 }
 
 static void close_obj(struct ctx *c)
 {
-    sb_putc(&c->out, '}');
+    strbuf_putc(&c->out, '}');
     c->comma = true;
 }
 
 static void open_arr(struct ctx *c, const char *key)
 {
     put_key(c, key);
-    sb_putc(&c->out, '[');
+    strbuf_putc(&c->out, '[');
     c->comma = false;
 }
 
 static void close_arr(struct ctx *c)
 {
-    sb_putc(&c->out, ']');
+    strbuf_putc(&c->out, ']');
     c->comma = true;
 }
 
@@ -904,7 +806,7 @@ static void put_cjson(struct ctx *c, const char *key, cJSON *item)
         return;
     }
     put_key(c, key);
-    sb_puts(&c->out, text);
+    strbuf_puts(&c->out, text);
     c->comma = true;
     free(text);
 }
@@ -931,15 +833,15 @@ static void put_link(struct ctx *c, const char *key, const char *a, const char *
                      const char *d)
 {
     c->url.len = 0;
-    sb_puts(&c->url, a);
+    strbuf_puts(&c->url, a);
     if (b)
-        sb_puts(&c->url, b);
+        strbuf_puts(&c->url, b);
     if (n) {
         char num[24];
-        sb_putn(&c->url, num, fmt_size(num, n));
+        strbuf_put(&c->url, num, fmt_size(num, n));
     }
     if (d)
-        sb_puts(&c->url, d);
+        strbuf_puts(&c->url, d);
     if (c->url.oom || !c->url.p) {
         c->failed = true;
         return;
@@ -948,14 +850,14 @@ static void put_link(struct ctx *c, const char *key, const char *a, const char *
 }
 
 /* {base}/{api}/{v}/ + pct(s) appended to b. */
-static void sb_encoded(struct sbuf *b, const char *base, const char *api, int v, const char *s)
+static void sb_encoded(struct strbuf *b, const char *base, const char *api, int v, const char *s)
 {
-    sb_puts(b, base);
-    sb_putc(b, '/');
-    sb_puts(b, api);
-    sb_putc(b, '/');
-    sb_putc(b, (char)('0' + v));
-    sb_putc(b, '/');
+    strbuf_puts(b, base);
+    strbuf_putc(b, '/');
+    strbuf_puts(b, api);
+    strbuf_putc(b, '/');
+    strbuf_putc(b, (char)('0' + v));
+    strbuf_putc(b, '/');
     sb_pct(b, s);
 }
 
@@ -982,9 +884,9 @@ static void ctx_init(struct ctx *c, const char *base, int version, const char *i
     memset(c, 0, sizeof *c);
     c->base = base;
     if (id) {
-        struct sbuf b = {0};
+        struct strbuf b = {0};
         sb_encoded(&b, base, "presentation", version, id);
-        c->obj = sb_take(&b);
+        c->obj = strbuf_take(&b);
         if (!c->obj)
             c->failed = true;
     }
@@ -1718,10 +1620,10 @@ char *manifest_canvas3(const struct db_object *obj, size_t index, const char *ba
 static void put_collection_url(struct ctx *c, const char *key, int version, const char *name)
 {
     c->url.len = 0;
-    sb_puts(&c->url, c->base);
-    sb_puts(&c->url, version == 3 ? "/presentation/3/collection" : "/presentation/2/collection");
+    strbuf_puts(&c->url, c->base);
+    strbuf_puts(&c->url, version == 3 ? "/presentation/3/collection" : "/presentation/2/collection");
     if (name && *name) {
-        sb_putc(&c->url, '/');
+        strbuf_putc(&c->url, '/');
         sb_pct(&c->url, name);
     }
     if (c->url.oom || !c->url.p) {
@@ -1736,7 +1638,7 @@ static void put_manifest_url(struct ctx *c, const char *key, int version, const 
 {
     c->url.len = 0;
     sb_encoded(&c->url, c->base, "presentation", version, id);
-    sb_puts(&c->url, "/manifest");
+    strbuf_puts(&c->url, "/manifest");
     if (c->url.oom || !c->url.p) {
         c->failed = true;
         return;

@@ -88,7 +88,7 @@ static void write_file(const char *name, const char *content)
 static char *dump(const char *dbpath)
 {
     sqlite3 *sq = NULL;
-    struct dbuf out = {0};
+    struct strbuf out = {0};
     sqlite3_stmt *tables = NULL;
     if (sqlite3_open_v2(dbpath, &sq, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK)
         goto done;
@@ -98,11 +98,11 @@ static char *dump(const char *dbpath)
     while (sqlite3_step(tables) == SQLITE_ROW) {
         const char *name = (const char *)sqlite3_column_text(tables, 0);
         const char *sql = (const char *)sqlite3_column_text(tables, 1);
-        dbuf_puts(&out, "== ");
-        dbuf_puts(&out, name);
-        dbuf_puts(&out, "\n");
-        dbuf_puts(&out, sql ? sql : "(auto)");
-        dbuf_puts(&out, "\n");
+        strbuf_puts(&out, "== ");
+        strbuf_puts(&out, name);
+        strbuf_puts(&out, "\n");
+        strbuf_puts(&out, sql ? sql : "(auto)");
+        strbuf_puts(&out, "\n");
         if (!sql || strncmp(sql, "CREATE TABLE", 12))
             continue;
         char q[256];
@@ -121,25 +121,25 @@ static char *dump(const char *dbpath)
         while (sqlite3_step(rows) == SQLITE_ROW) {
             for (int i = 0; i < ncol; i++) {
                 const char *v = (const char *)sqlite3_column_text(rows, i);
-                dbuf_puts(&out, i ? "|" : "");
-                dbuf_puts(&out, v ? v : "NULL");
+                strbuf_puts(&out, i ? "|" : "");
+                strbuf_puts(&out, v ? v : "NULL");
             }
-            dbuf_putc(&out, '\n');
+            strbuf_putc(&out, '\n');
         }
         sqlite3_finalize(rows);
     }
     sqlite3_stmt *uv = NULL;
     if (sqlite3_prepare_v2(sq, "PRAGMA user_version", -1, &uv, NULL) == SQLITE_OK &&
         sqlite3_step(uv) == SQLITE_ROW) {
-        dbuf_puts(&out, "user_version ");
-        dbuf_puts(&out, (const char *)sqlite3_column_text(uv, 0));
+        strbuf_puts(&out, "user_version ");
+        strbuf_puts(&out, (const char *)sqlite3_column_text(uv, 0));
     }
     sqlite3_finalize(uv);
 done:
     sqlite3_finalize(tables);
     sqlite3_close(sq);
-    if (!dbuf_ok(&out)) {
-        dbuf_free(&out);
+    if (!strbuf_ok(&out)) {
+        strbuf_free(&out);
         return strdup("(dump failed)");
     }
     return out.p;
@@ -885,8 +885,8 @@ static void test_large_object(const char *dbpath)
 {
     struct verr err;
     struct db_import_stats st;
-    struct dbuf csv = {0};
-    dbuf_puts(&csv, "manifest,label,canvas_label,image,range\n");
+    struct strbuf csv = {0};
+    strbuf_puts(&csv, "manifest,label,canvas_label,image,range\n");
     for (int i = 0; i < 1000; i++) {
         char row[128];
         snprintf(row, sizeof row, "big,Big book,p. %d,%s,Part %d > Section %d\n", i + 1,
@@ -894,11 +894,11 @@ static void test_large_object(const char *dbpath)
                  : i % 3 == 1 ? "b.png"
                               : "sub/c.png",
                  i / 100, i / 10);
-        dbuf_puts(&csv, row);
+        strbuf_puts(&csv, row);
     }
-    CHECK(dbuf_ok(&csv));
+    CHECK(strbuf_ok(&csv));
     write_file("big.csv", csv.p ? csv.p : "");
-    dbuf_free(&csv);
+    strbuf_free(&csv);
     struct db *db = db_open(dbpath, true, &err);
     CHECK_MSG(db != NULL, "%s", err.msg);
     if (!db)
