@@ -46,6 +46,7 @@ struct codec_decode_req {
     uint32_t x, y, w, h;      /* region in full-resolution coordinates (already clipped) */
     uint32_t want_w, want_h;  /* the size the pipeline will scale the region to */
     uint64_t max_pixels;      /* refuse (413) a decode of more pixels than this; 0 = no cap */
+    uint64_t max_bytes;       /* refuse (413) a decode estimated to need more memory; 0 = none */
     int threads;              /* decoder threads (OpenJPEG); <= 1 means single-threaded */
 };
 
@@ -84,6 +85,7 @@ struct codec_render_opts {
     uint64_t max_decode_pixels; /* 0 = no cap */
     int jpeg_quality;           /* 1..100 */
     int threads;
+    uint64_t max_bytes;         /* memory estimate cap per request (413 above it); 0 = none */
 };
 
 /* Run a planned Image API request against a probed source: decode, resize, mirror, rotate,

@@ -715,6 +715,11 @@ static int decode_at(const char *path, const struct codec_info *info,
                  (unsigned long long)dec_w, (unsigned long long)dec_h, img->numcomps);
         goto fail;
     }
+    /* OpenJPEG's 32-bit samples for the region, its tile buffers of the same size, then our
+     * 8-bit copy. */
+    if (codec_src_check_memory(dec_w * dec_h * ((uint64_t)img->numcomps * 8 + info->channels),
+                               req->max_bytes, "decoding this JPEG 2000 region", err) < 0)
+        goto fail;
     rc = DECODE_FAILED;
     if (r > 0 && !opj_set_decoded_resolution_factor(rd.codec, (OPJ_UINT32)r)) {
         verr_set(err, 500, "cannot decode JPEG 2000 at 1/%u: %s", 1u << r, log_message(&rd.log));

@@ -400,6 +400,10 @@ int codec_jpeg_decode(const char *path, const struct codec_info *info,
                  (unsigned long long)full_h);
         goto fail;
     }
+    /* The scaled image, then the region cropped out of it. */
+    if (codec_src_check_memory(full_w * full_h * (uint64_t)ps * 2, req->max_bytes,
+                               "decoding this JPEG", err) < 0)
+        goto fail;
     scaled = malloc((size_t)(full_w * full_h * (uint64_t)ps));
     if (scaled)
         tj = tjInitDecompress();

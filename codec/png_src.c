@@ -222,6 +222,12 @@ int codec_png_decode(const char *path, const struct codec_info *info,
                  (unsigned long long)decoded_px, (unsigned long long)req->max_pixels);
         goto fail;
     }
+    /* Rows of up to 16-bit samples (all of them when interlaced, else one at a time), and the
+     * region kept at 8 bits. */
+    if (codec_src_check_memory((job.interlaced ? decoded_px : job.width) * job.channels * 2 +
+                                   (uint64_t)req->w * req->h * job.channels,
+                               req->max_bytes, "decoding this PNG", err) < 0)
+        goto fail;
     row_bytes = (size_t)job.width * (size_t)job.channels;
     if (job.interlaced) {
         if ((uint64_t)row_bytes * job.height > CODEC_SRC_MAX_DECODE_BYTES) {

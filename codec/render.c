@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "codec.h"
+#include "source_internal.h"
 
 /* Replace *img by next (when next is non-NULL), freeing the old one. Returns -1 on NULL so the
  * caller can bail out; err was set by the step that failed. */
@@ -40,7 +41,15 @@ int codec_render(const char *path, const struct codec_info *info, const struct i
         .want_h = plan->out_h,
         .max_pixels = opts->max_decode_pixels,
         .threads = opts->threads,
+        .max_bytes = opts->max_bytes,
     };
+    /* After the decode, at most two images are alive: the output size (or, rotated by an
+     * arbitrary angle, its bounding box, at most twice the area) with up to 4 channels. */
+    uint64_t out_bytes = (uint64_t)plan->out_w * plan->out_h * 4 * 2;
+    if (plan->rotation != 0 && plan->rotation != 90 && plan->rotation != 180 && plan->rotation != 270)
+        out_bytes *= 2;
+    if (codec_src_check_memory(out_bytes, opts->max_bytes, "the output image", err) < 0)
+        return -1;
     if (codec_decode(path, info, &req, &img, err) < 0)
         goto done;
     if (!img) {

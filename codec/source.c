@@ -102,6 +102,15 @@ int codec_src_check_area(uint64_t w, uint64_t h, uint64_t max_pixels, const char
     return 0;
 }
 
+int codec_src_check_memory(uint64_t bytes, uint64_t max_bytes, const char *what, struct verr *err)
+{
+    if (max_bytes && bytes > max_bytes)
+        return verr_set(err, 413, "%s would need about %llu MB of memory, above the limit of %llu MB "
+                        "(max_request_memory_mb)", what, (unsigned long long)(bytes >> 20),
+                        (unsigned long long)(max_bytes >> 20));
+    return 0;
+}
+
 uint64_t codec_src_ceil_shift(uint64_t v, int r)
 {
     if (r <= 0)

@@ -25,6 +25,8 @@ int codec_src_read_all(const char *path, uint64_t max_bytes, unsigned char **buf
 
 /* 500 for a zero or absurd size, 413 for more than max_pixels (0 = no cap). what names the size
  * in the message ("image", "decoded image"). */
+/* 413 when an estimate of the memory a step needs is above max_bytes (0 = no limit). */
+int codec_src_check_memory(uint64_t bytes, uint64_t max_bytes, const char *what, struct verr *err);
 int codec_src_check_area(uint64_t w, uint64_t h, uint64_t max_pixels, const char *what,
                          struct verr *err);
 

@@ -93,20 +93,33 @@ static int probe_guarded(void *ctx)
     return source_cache_get(c->cache, c->path, c->max_pixels, c->src, c->stamp, c->err);
 }
 
-/* After a crash inside a library, its locks and heap may be in any state: the answer is built
- * without malloc (a static body, fixed-size header buffers), nothing is freed afterwards, and
- * the worker leaves with _exit once the response is out (pool.c). */
+/* After a crash inside a library, or a decode stopped at the request's deadline, the library's
+ * locks and heap may be in any state: the answer is built without malloc (a static body,
+ * fixed-size header buffers), nothing is freed afterwards, and the worker leaves with _exit once
+ * the response is out (pool.c). */
 static void decoder_crashed(struct app *app, struct http_response *resp, int sig, const char *path)
 {
-    static const char body[] = "{\"error\":\"the image decoder failed on this file\",\"status\":500}\n";
+    static const char crashed[] = "{\"error\":\"the image decoder failed on this file\",\"status\":500}\n";
+    static char timed_out[160];
     app->tainted = true;
+    strcpy(resp->content_type, "application/json");
+    resp->body_owned = false;
+    if (sig == GUARD_TIMEOUT) {
+        log_msg(LOG_LEVEL_ERROR, "decode of %s stopped after request_timeout_ms (%ld ms); this "
+                "worker will be replaced", path, app->cfg->request_timeout_ms);
+        int n = snprintf(timed_out, sizeof timed_out,
+                         "{\"error\":\"the image took longer than the server's limit of %ld ms "
+                         "to decode\",\"status\":503}\n", app->cfg->request_timeout_ms);
+        resp->status = 503;
+        resp->body = (unsigned char *)timed_out;
+        resp->body_len = n > 0 && (size_t)n < sizeof timed_out ? (size_t)n : 0;
+        return;
+    }
     log_msg(LOG_LEVEL_ERROR, "decoder died with signal %d on %s; this worker will be replaced", sig,
             path);
     resp->status = 500;
-    strcpy(resp->content_type, "application/json");
-    resp->body = (unsigned char *)body;
-    resp->body_len = sizeof body - 1;
-    resp->body_owned = false;
+    resp->body = (unsigned char *)crashed;
+    resp->body_len = sizeof crashed - 1;
 }
 
 static void serve_image(struct app *app, const struct http_request *req, struct http_response *resp,
@@ -144,6 +157,7 @@ static void serve_image(struct app *app, const struct http_request *req, struct 
         .max_decode_pixels = (uint64_t)app->cfg->max_decode_pixels,
         .jpeg_quality = (int)app->cfg->jpeg_quality,
         .threads = (int)app->cfg->decode_threads,
+        .max_bytes = (uint64_t)app->cfg->max_request_memory_mb << 20,
     };
     struct render_call call = {path, src, &plan, &opts, NULL, 0, &err};
     int sig;

@@ -205,8 +205,12 @@ static int cmd_render(int argc, char **argv)
         iiif_parse(IIIF_V3, argv[1], argv[2], argv[3], argv[4], &params, &err) < 0 ||
         iiif_plan_request(&params, info.width, info.height, &limits, &plan, &err) < 0)
         goto fail;
-    struct codec_render_opts opts = {(uint64_t)cfg.max_decode_pixels, (int)cfg.jpeg_quality,
-                                     (int)cfg.decode_threads};
+    struct codec_render_opts opts = {
+        .max_decode_pixels = (uint64_t)cfg.max_decode_pixels,
+        .jpeg_quality = (int)cfg.jpeg_quality,
+        .threads = (int)cfg.decode_threads,
+        .max_bytes = (uint64_t)cfg.max_request_memory_mb << 20,
+    };
     if (codec_render(path, &info, &plan, &opts, &bytes, &len, &err) < 0)
         goto fail;
     FILE *out = outpath ? fopen(outpath, "wb") : stdout;

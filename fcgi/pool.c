@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "app.h"
+#include "guard.h"
 #include "log.h"
 #include "source_cache.h"
 
@@ -72,8 +73,12 @@ static void serve_request(struct app *app, FCGX_Request *fr)
     http_response_init(&resp);
     if (http_request_init(&req, fr->envp, app->cfg->prefix, &err) < 0)
         http_error(&resp, err.status, "%s", err.msg);
-    else
+    else {
+        /* The wall-clock limit covers the handler, not the write to the web server. */
+        guard_deadline_start(app->cfg->request_timeout_ms);
         app_handle(app, &req, &resp);
+        guard_deadline_stop();
+    }
     size_t bytes = http_send(&req, &resp, fcgx_write, fr->out);
     app->served++;
     log_access(req.method ? req.method : "-", req.uri ? req.uri : "-", resp.status, bytes,
@@ -107,6 +112,10 @@ static int worker_loop(struct app *app, int listen_fd, pid_t master)
     set_handler(SIGPIPE, SIG_IGN);
     set_handler(SIGCHLD, SIG_DFL);
 
+    if (app->cfg->request_timeout_ms > 0 && guard_deadline_init() < 0) {
+        log_msg(LOG_LEVEL_ERROR, "cannot set up the request timer: %s", strerror(errno));
+        return 1;
+    }
     if (FCGX_Init() != 0) {
         log_msg(LOG_LEVEL_ERROR, "FCGX_Init failed");
         return 1;
@@ -397,8 +406,14 @@ static void reap(struct pool *p, bool stopping)
                 break;
             }
             if (WIFEXITED(st) && WEXITSTATUS(st) == EXIT_TAINTED) {
-                log_msg(LOG_LEVEL_WARN, "worker %d retired after a decoder crash; replaced",
+                log_msg(LOG_LEVEL_WARN, "worker %d retired after a decoder crash or timeout; replaced",
                         (int)pid);
+                s->respawn_at = now_ms();
+                break;
+            }
+            if (WIFEXITED(st) && WEXITSTATUS(st) == GUARD_EXIT_TIMEOUT) {
+                log_msg(LOG_LEVEL_WARN, "worker %d stopped: a request passed request_timeout_ms "
+                        "(%ld ms); replaced", (int)pid, p->cfg->request_timeout_ms);
                 s->respawn_at = now_ms();
                 break;
             }

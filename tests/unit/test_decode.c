@@ -251,7 +251,7 @@ static struct codec_image *decode(const char *path, const struct codec_info *inf
                                   uint32_t y, uint32_t w, uint32_t h, uint32_t ww, uint32_t wh,
                                   int threads, struct verr *err)
 {
-    struct codec_decode_req req = {x, y, w, h, ww, wh, 0, threads};
+    struct codec_decode_req req = {x, y, w, h, ww, wh, 0, 0, threads};
     struct codec_image *img = NULL;
 
     if (codec_decode(path, info, &req, &img, err) < 0)
@@ -360,7 +360,7 @@ static void test_j2k_case(const struct j2k_case *tc, const struct pix *orig)
     {
         struct codec_info small;
         struct codec_decode_req req = {0,          0,           info.width, info.height,
-                                       info.width, info.height, 1000,       1};
+                                       info.width, info.height, 1000,       0, 1};
         struct codec_image *img = NULL;
         CHECK(codec_probe(dst, 1000, &small, &err) < 0 && err.status == 413);
         CHECK(codec_decode(dst, &info, &req, &img, &err) < 0 && err.status == 413 && !img);
