@@ -17,6 +17,7 @@ enum codec_format { CODEC_FORMAT_JP2, CODEC_FORMAT_J2K, CODEC_FORMAT_JPEG, CODEC
 struct codec_info {
     enum codec_format format;
     uint32_t width, height;   /* full-resolution image area */
+    uint32_t origin_x, origin_y; /* JPEG 2000: where the image area starts on the reference grid */
     int channels;             /* of decoded output: 1 grey, 2 grey+alpha, 3 RGB, 4 RGBA */
     int bit_depth;            /* source precision, max over components (8, 16, ...) */
     int levels;               /* cheap reductions: scale factors 1, 2, ..., 2^levels are native */
@@ -80,12 +81,26 @@ int codec_encode_jpeg(const struct codec_image *img, int quality, const unsigned
 int codec_encode_png(const struct codec_image *img, const unsigned char *icc, size_t icc_len,
                      unsigned char **out, size_t *out_len, struct verr *err);
 
+struct block_cache;
+
+/* Where a render's time went (milliseconds, monotonic clock), for Server-Timing and profiling. */
+enum codec_block_use { CODEC_BLOCK_NONE, CODEC_BLOCK_HIT, CODEC_BLOCK_DECODED };
+struct codec_timing {
+    double decode_ms;    /* decode, or crop from a cached block */
+    double transform_ms; /* resize, mirror, rotation, quality */
+    double encode_ms;
+    enum codec_block_use block;
+};
+
 /* Per-request options for the whole pipeline. */
 struct codec_render_opts {
     uint64_t max_decode_pixels; /* 0 = no cap */
     int jpeg_quality;           /* 1..100 */
     int threads;
     uint64_t max_bytes;         /* memory estimate cap per request (413 above it); 0 = none */
+    struct block_cache *blocks; /* decoded blocks shared between workers (block_cache.h); NULL = none */
+    uint64_t source_key;        /* identifies the source file's version in the block cache */
+    struct codec_timing *timing; /* filled when non-NULL */
 };
 
 /* Run a planned Image API request against a probed source: decode, resize, mirror, rotate,

@@ -369,6 +369,8 @@ int codec_jp2_probe(const char *path, enum codec_format format, struct codec_inf
     }
     info->width = img->x1 - img->x0;
     info->height = img->y1 - img->y0;
+    info->origin_x = img->x0;
+    info->origin_y = img->y0;
     info->bit_depth = 0;
     for (uint32_t i = 0; i < img->numcomps; i++) {
         const opj_image_comp_t *c = &img->comps[i];

@@ -4,9 +4,18 @@
  * most two images are alive at a time. */
 #include <stdbool.h>
 #include <stdint.h>
+#include <time.h>
 
+#include "block_cache.h"
 #include "codec.h"
 #include "source_internal.h"
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
+}
 
 /* Replace *img by next (when next is non-NULL), freeing the old one. Returns -1 on NULL so the
  * caller can bail out; err was set by the step that failed. */
@@ -25,6 +34,8 @@ int codec_render(const char *path, const struct codec_info *info, const struct i
 {
     struct codec_image *img = NULL;
     int rc = -1;
+    struct codec_timing tm = {0, 0, 0, CODEC_BLOCK_NONE};
+    double t0 = now_ms(), t1 = t0, t2 = t0;
 
     *out = NULL;
     *out_len = 0;
@@ -50,8 +61,15 @@ int codec_render(const char *path, const struct codec_info *info, const struct i
         out_bytes *= 2;
     if (codec_src_check_memory(out_bytes, opts->max_bytes, "the output image", err) < 0)
         return -1;
-    if (codec_decode(path, info, &req, &img, err) < 0)
+    /* Through the shared block cache when the region lies in one block, else directly. */
+    int b = opts->blocks ? block_cache_decode(opts->blocks, opts->source_key, path, info, &req,
+                                              &img, err)
+                         : 1;
+    if (b < 0 || (b == 1 && codec_decode(path, info, &req, &img, err) < 0))
         goto done;
+    if (b == 0)
+        tm.block = block_cache_last_decoded(opts->blocks) ? CODEC_BLOCK_DECODED : CODEC_BLOCK_HIT;
+    t1 = t2 = now_ms();
     if (!img) {
         verr_set(err, 500, "render: decoder returned no image");
         goto done;
@@ -91,6 +109,7 @@ int codec_render(const char *path, const struct codec_info *info, const struct i
         icc_len = info->icc_len;
     }
 
+    t2 = now_ms();
     if (plan->format == IIIF_FORMAT_PNG)
         rc = codec_encode_png(img, icc, icc_len, out, out_len, err);
     else
@@ -98,5 +117,11 @@ int codec_render(const char *path, const struct codec_info *info, const struct i
 
 done:
     codec_image_free(img);
+    if (opts->timing && rc == 0) {
+        tm.decode_ms = t1 - t0;
+        tm.transform_ms = t2 - t1;
+        tm.encode_ms = now_ms() - t2;
+        *opts->timing = tm;
+    }
     return rc;
 }

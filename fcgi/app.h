@@ -12,11 +12,14 @@
 #include "http.h"
 
 struct source_cache;
+struct block_cache;
 struct db;
 
 struct app {
     const struct vellum_config *cfg;
     struct source_cache *sources; /* parsed source headers, created on first use */
+    struct block_cache *blocks; /* decoded blocks shared by the workers, opened on first use */
+    bool blocks_failed;      /* it could not be opened (logged once): serve without it */
     struct db *db;           /* the catalogue, opened read-only on first use (Presentation API) */
     dev_t db_dev;            /* which file db is: reopened when the path names another file */
     ino_t db_ino;
@@ -43,5 +46,7 @@ void handle_presentation(struct app *app, const struct http_request *req,
                          struct http_response *resp);
 /* Close the catalogue handle_presentation opened; for a worker that stops (leak checkers). */
 void handle_presentation_release(struct app *app);
+/* Close the block cache handle_image opened. */
+void handle_image_release(struct app *app);
 
 #endif

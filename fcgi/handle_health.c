@@ -2,6 +2,7 @@
  * the tests that need a slow request (drain, reload) or a dying worker (respawn, back-off).
  * The debug routes exist only when debug_routes = true. */
 #include "app.h"
+#include "block_cache.h"
 
 #include <cjson/cJSON.h>
 #include <stdio.h>
@@ -19,8 +20,20 @@ void handle_health(struct app *app, const struct http_request *req, struct http_
         cJSON_AddStringToObject(o, "version", VELLUM_VERSION) &&
         cJSON_AddNumberToObject(o, "uptime_s", (double)(time(NULL) - app->started)) &&
         cJSON_AddNumberToObject(o, "pid", (double)getpid()) &&
-        cJSON_AddNumberToObject(o, "requests", (double)app->served))
-        text = cJSON_PrintUnformatted(o);
+        cJSON_AddNumberToObject(o, "requests", (double)app->served)) {
+        /* This worker's block cache counters (the cache itself is shared). */
+        struct block_cache_stats bs;
+        block_cache_stats(app->blocks, &bs);
+        cJSON *b = cJSON_AddObjectToObject(o, "block_cache");
+        if (b && cJSON_AddBoolToObject(b, "enabled", app->cfg->block_cache_mb > 0 && !app->blocks_failed) &&
+            cJSON_AddNumberToObject(b, "hits", (double)bs.hits) &&
+            cJSON_AddNumberToObject(b, "waits", (double)bs.waits) &&
+            cJSON_AddNumberToObject(b, "misses", (double)bs.misses) &&
+            cJSON_AddNumberToObject(b, "stored", (double)bs.stored) &&
+            cJSON_AddNumberToObject(b, "evicted", (double)bs.evicted) &&
+            cJSON_AddNumberToObject(b, "bypassed", (double)bs.bypassed))
+            text = cJSON_PrintUnformatted(o);
+    }
     cJSON_Delete(o);
     if (!text) {
         http_error(resp, 500, "out of memory");

@@ -168,6 +168,7 @@ static int worker_loop(struct app *app, int listen_fd, pid_t master)
     source_cache_free(app->sources);
     app->sources = NULL;
     handle_presentation_release(app);
+    handle_image_release(app);
     close(worker_pipe[0]);
     close(worker_pipe[1]);
     worker_pipe[0] = worker_pipe[1] = -1;

@@ -1,0 +1,378 @@
+/* block_cache.c: see block_cache.h.
+ *
+ * Files, all under one directory descriptor (openat & co, never following symlinks):
+ *   <key>.blk         a decoded block: struct blk_header, then w*h*channels bytes
+ *   <key>.lock        taken with flock(LOCK_EX) by the worker decoding <key>; unlinked after
+ *   <key>.tmp.<pid>   a block being written; renamed to <key>.blk when complete
+ * A reader only ever sees a complete .blk (rename is atomic). Whoever takes a lock looks for
+ * the .blk again before decoding, so unlinking the lock file while others wait on it is safe:
+ * they find the block when they get the lock. A worker killed while decoding releases its lock
+ * with its death; its .tmp is removed by the next eviction scan. */
+#include "block_cache.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "source_internal.h"
+
+#define BLK_MAGIC 0x314b4c42564c4556ull /* "VELVBLK1" */
+#define TMP_MAX_AGE_S 60
+
+struct blk_header {
+    uint64_t magic;
+    uint64_t key_check; /* the hash the file name was made of: a renamed file is not trusted */
+    uint32_t w, h;
+    uint32_t channels;
+    uint32_t reserved;
+};
+
+struct block_cache {
+    int dirfd;
+    uint64_t max_bytes;
+    struct block_cache_stats stats;
+    int last_decoded;
+};
+
+void block_cache_default_dir(char *out, size_t len)
+{
+    struct stat st;
+    const char *base = "/dev/shm";
+    if (stat(base, &st) < 0 || !S_ISDIR(st.st_mode)) {
+        base = getenv("TMPDIR");
+        if (!base || !*base)
+            base = "/tmp";
+    }
+    snprintf(out, len, "%s/vellum-%u", base, (unsigned)geteuid());
+}
+
+struct block_cache *block_cache_open(const char *dir, uint64_t max_bytes, struct verr *err)
+{
+    if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+        verr_set(err, 500, "cannot create the block cache directory %s: %s", dir, strerror(errno));
+        return NULL;
+    }
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) < 0) {
+        verr_set(err, 500, "cannot open the block cache directory %s: %s", dir, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return NULL;
+    }
+    /* Another local user must not be able to plant blocks (pixels we would serve) or links. */
+    if (st.st_uid != geteuid() || (st.st_mode & 022)) {
+        verr_set(err, 500, "block cache directory %s must be owned by uid %u and writable by no "
+                 "one else (it is uid %u, mode %03o)", dir, (unsigned)geteuid(),
+                 (unsigned)st.st_uid, (unsigned)(st.st_mode & 0777));
+        close(fd);
+        return NULL;
+    }
+    struct block_cache *c = calloc(1, sizeof *c);
+    if (!c) {
+        verr_set(err, 500, "out of memory");
+        close(fd);
+        return NULL;
+    }
+    c->dirfd = fd;
+    c->max_bytes = max_bytes;
+    return c;
+}
+
+void block_cache_close(struct block_cache *c)
+{
+    if (!c)
+        return;
+    close(c->dirfd);
+    free(c);
+}
+
+int block_cache_last_decoded(const struct block_cache *c)
+{
+    return c ? c->last_decoded : 0;
+}
+
+void block_cache_stats(const struct block_cache *c, struct block_cache_stats *s)
+{
+    if (c)
+        *s = c->stats;
+    else
+        memset(s, 0, sizeof *s);
+}
+
+/* ---- geometry ---------------------------------------------------------------------------- */
+
+/* The block around a request, on one axis, at reduction r. Reduced pixel p covers the reference
+ * grid from p*2^r; the image starts at origin o. */
+struct axis {
+    uint64_t p0, p1;     /* the request's reduced pixels [p0, p1) */
+    uint64_t lo, hi;     /* the block's reduced pixels [lo, hi) */
+    uint32_t full0, len; /* the block as a region of the image, full resolution */
+    uint64_t index;      /* which block along this axis */
+};
+
+static int block_axis(uint64_t o, uint64_t size, uint32_t x, uint32_t w, int r, struct axis *a)
+{
+    a->p0 = codec_src_ceil_shift(o + x, r);
+    a->p1 = codec_src_ceil_shift(o + x + w, r);
+    a->index = a->p0 / BLOCK_CACHE_SIZE;
+    uint64_t start = a->index * BLOCK_CACHE_SIZE, end = start + BLOCK_CACHE_SIZE;
+    if (a->p1 > end || a->p1 <= a->p0)
+        return -1;
+    uint64_t img_lo = codec_src_ceil_shift(o, r), img_hi = codec_src_ceil_shift(o + size, r);
+    a->lo = start > img_lo ? start : img_lo;
+    a->hi = end < img_hi ? end : img_hi;
+    uint64_t g0 = start << r, g1 = end << r; /* on the reference grid */
+    if (g0 < o)
+        g0 = o;
+    if (g1 > o + size)
+        g1 = o + size;
+    a->full0 = (uint32_t)(g0 - o);
+    a->len = (uint32_t)(g1 - g0);
+    return 0;
+}
+
+/* ---- files ------------------------------------------------------------------------------- */
+
+static uint64_t mix(uint64_t h, uint64_t v)
+{
+    h ^= v + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2);
+    h *= 0xff51afd7ed558ccdull;
+    return h ^ (h >> 33);
+}
+
+static struct codec_image *crop(const unsigned char *px, uint32_t bw, int ch, uint32_t x,
+                                uint32_t y, uint32_t w, uint32_t h)
+{
+    struct codec_image *img = codec_image_new(w, h, ch);
+    if (!img)
+        return NULL;
+    size_t row = (size_t)w * (size_t)ch, stride = (size_t)bw * (size_t)ch;
+    for (uint32_t j = 0; j < h; j++)
+        memcpy(img->px + j * row, px + (size_t)(y + j) * stride + (size_t)x * (size_t)ch, row);
+    return img;
+}
+
+/* Crop from the stored block <name>; 0 on success, 1 when absent or unusable. */
+static int load(struct block_cache *c, const char *name, uint64_t check, uint32_t bw, uint32_t bh,
+                int ch, uint32_t x, uint32_t y, uint32_t w, uint32_t h, struct codec_image **out)
+{
+    int fd = openat(c->dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return 1;
+    struct stat st;
+    size_t need = sizeof(struct blk_header) + (size_t)bw * bh * (size_t)ch;
+    int rc = 1;
+    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && (uint64_t)st.st_size == need) {
+        void *map = mmap(NULL, need, PROT_READ, MAP_SHARED, fd, 0);
+        if (map != MAP_FAILED) {
+            const struct blk_header *hd = map;
+            if (hd->magic == BLK_MAGIC && hd->key_check == check && hd->w == bw && hd->h == bh &&
+                hd->channels == (uint32_t)ch) {
+                *out = crop((const unsigned char *)(hd + 1), bw, ch, x, y, w, h);
+                rc = *out ? 0 : -1;
+            }
+            munmap(map, need);
+        }
+        if (rc == 0)
+            (void)futimens(fd, NULL); /* recently used: evicted last */
+    }
+    close(fd);
+    if (rc == 1)
+        (void)unlinkat(c->dirfd, name, 0); /* wrong size or header: not ours to keep */
+    return rc;
+}
+
+static int write_all(int fd, const void *buf, size_t len)
+{
+    const unsigned char *p = buf;
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return -1;
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+struct entry {
+    int64_t mtime_ns;
+    off_t bytes;
+    char name[64];
+};
+
+static int by_age(const void *a, const void *b)
+{
+    const struct entry *x = a, *y = b;
+    return x->mtime_ns < y->mtime_ns ? -1 : x->mtime_ns > y->mtime_ns;
+}
+
+/* Keep the directory under max_bytes: oldest blocks go first, down to 3/4 of it. Also removes
+ * temporary files a killed worker left behind. Races with other workers doing the same are
+ * harmless (a file already gone is skipped; an open or mapped block stays readable). */
+static void evict(struct block_cache *c)
+{
+    int fd = openat(c->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    if (!d) {
+        if (fd >= 0)
+            close(fd);
+        return;
+    }
+    struct entry *list = NULL;
+    size_t n = 0, cap = 0;
+    uint64_t total = 0;
+    time_t now = time(NULL);
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        struct stat st;
+        size_t len = strlen(de->d_name);
+        if (de->d_name[0] == '.' || len >= sizeof list->name ||
+            fstatat(c->dirfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode))
+            continue;
+        if (strstr(de->d_name, ".tmp.")) {
+            if (now - st.st_mtime > TMP_MAX_AGE_S)
+                (void)unlinkat(c->dirfd, de->d_name, 0);
+            continue;
+        }
+        if (len < 4 || strcmp(de->d_name + len - 4, ".blk") != 0)
+            continue;
+        if (n == cap) {
+            size_t ncap = cap ? cap * 2 : 64;
+            struct entry *grown = realloc(list, ncap * sizeof *list);
+            if (!grown)
+                break;
+            list = grown;
+            cap = ncap;
+        }
+        list[n].mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+        list[n].bytes = st.st_size;
+        memcpy(list[n].name, de->d_name, len + 1);
+        total += (uint64_t)st.st_size;
+        n++;
+    }
+    closedir(d);
+    if (total > c->max_bytes) {
+        qsort(list, n, sizeof *list, by_age);
+        for (size_t i = 0; i < n && total > c->max_bytes / 4 * 3; i++) {
+            if (unlinkat(c->dirfd, list[i].name, 0) == 0)
+                c->stats.evicted++;
+            total -= (uint64_t)list[i].bytes;
+        }
+    }
+    free(list);
+}
+
+static void store(struct block_cache *c, const char *name, uint64_t check,
+                  const struct codec_image *img)
+{
+    size_t bytes = (size_t)img->w * img->h * (size_t)img->channels;
+    if (sizeof(struct blk_header) + bytes > c->max_bytes / 4)
+        return; /* would push out most of the cache for one block */
+    char tmp[96];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%d", name, (int)getpid());
+    int fd = openat(c->dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return;
+    struct blk_header hd = {BLK_MAGIC, check, img->w, img->h, (uint32_t)img->channels, 0};
+    int ok = write_all(fd, &hd, sizeof hd) == 0 && write_all(fd, img->px, bytes) == 0;
+    close(fd);
+    if (ok && renameat(c->dirfd, tmp, c->dirfd, name) == 0) {
+        c->stats.stored++;
+        evict(c);
+    } else {
+        (void)unlinkat(c->dirfd, tmp, 0);
+    }
+}
+
+int block_cache_decode(struct block_cache *c, uint64_t source_key, const char *path,
+                       const struct codec_info *info, const struct codec_decode_req *req,
+                       struct codec_image **out, struct verr *err)
+{
+    *out = NULL;
+    if (!c || (info->format != CODEC_FORMAT_JP2 && info->format != CODEC_FORMAT_J2K))
+        return 1;
+    int r = codec_src_pick_reduction((uint64_t)info->origin_x + req->x,
+                                     (uint64_t)info->origin_y + req->y, req->w, req->h,
+                                     req->want_w, req->want_h, info->levels);
+    struct axis ax, ay;
+    if (block_axis(info->origin_x, info->width, req->x, req->w, r, &ax) < 0 ||
+        block_axis(info->origin_y, info->height, req->y, req->h, r, &ay) < 0) {
+        c->stats.bypassed++;
+        return 1;
+    }
+    uint32_t bw = (uint32_t)(ax.hi - ax.lo), bh = (uint32_t)(ay.hi - ay.lo);
+    /* The decoder must pick the same level for the block as for the request, or the pixels
+     * would differ (only for blocks a pixel or two wide, where halving again changes nothing). */
+    if (codec_src_pick_reduction((uint64_t)info->origin_x + ax.full0,
+                                 (uint64_t)info->origin_y + ay.full0, ax.len, ay.len, bw, bh,
+                                 info->levels) != r) {
+        c->stats.bypassed++;
+        return 1;
+    }
+    uint32_t x = (uint32_t)(ax.p0 - ax.lo), y = (uint32_t)(ay.p0 - ay.lo);
+    uint32_t w = (uint32_t)(ax.p1 - ax.p0), h = (uint32_t)(ay.p1 - ay.p0);
+    int ch = info->channels;
+    uint64_t check = mix(mix(mix(mix(source_key, (uint64_t)r), ax.index), ay.index),
+                         (uint64_t)ch << 32 | BLOCK_CACHE_SIZE);
+    char name[64], lockname[64];
+    snprintf(name, sizeof name, "%016llx.blk", (unsigned long long)check);
+    snprintf(lockname, sizeof lockname, "%016llx.lock", (unsigned long long)check);
+
+    c->last_decoded = 0;
+    int rc = load(c, name, check, bw, bh, ch, x, y, w, h, out);
+    if (rc <= 0) {
+        if (rc == 0)
+            c->stats.hits++;
+        else
+            verr_set(err, 500, "out of memory for a %ux%u region", w, h);
+        return rc;
+    }
+    /* Miss: one worker decodes, the others wait for its file. */
+    int lk = openat(c->dirfd, lockname, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (lk >= 0 && flock(lk, LOCK_EX) == 0) {
+        rc = load(c, name, check, bw, bh, ch, x, y, w, h, out);
+        if (rc <= 0) {
+            close(lk);
+            if (rc == 0)
+                c->stats.waits++;
+            else
+                verr_set(err, 500, "out of memory for a %ux%u region", w, h);
+            return rc;
+        }
+    }
+    c->stats.misses++;
+    const struct codec_decode_req breq = {
+        .x = ax.full0, .y = ay.full0, .w = ax.len, .h = ay.len, .want_w = bw, .want_h = bh,
+        .max_pixels = req->max_pixels, .max_bytes = req->max_bytes, .threads = req->threads,
+    };
+    struct codec_image *block = NULL;
+    struct verr berr;
+    rc = 1; /* whatever goes wrong with the block, the caller decodes the region itself */
+    if (codec_decode(path, info, &breq, &block, &berr) == 0 && block && block->w == bw &&
+        block->h == bh && block->channels == ch) {
+        *out = crop(block->px, bw, ch, x, y, w, h);
+        if (*out) {
+            store(c, name, check, block);
+            c->last_decoded = 1;
+            rc = 0;
+        }
+    }
+    codec_image_free(block);
+    if (lk >= 0) {
+        (void)unlinkat(c->dirfd, lockname, 0);
+        close(lk);
+    }
+    return rc;
+}

@@ -1,0 +1,51 @@
+/* block_cache.h: decoded JPEG 2000 blocks shared by all workers, as files in one directory
+ * (a tmpfs such as /dev/shm by default).
+ *
+ * A deep-zoom viewer asks for a level's tiles together. Decoding a 1024x1024 block of a level
+ * costs about a fifth of decoding its sixteen 256x256 tiles one by one (OpenJPEG re-reads and
+ * re-parses the codestream, and decodes overlapping code-blocks, for each), so a tile request
+ * decodes the aligned block around it once, stores its pixels, and crops; the next tiles of
+ * that block, in any worker, only crop. Workers coordinate with flock(): the first to miss
+ * decodes while the others wait for the file. The directory is capped in size, least recently
+ * used blocks removed first. */
+#ifndef VELLUM_BLOCK_CACHE_H
+#define VELLUM_BLOCK_CACHE_H
+
+#include <stdint.h>
+
+#include "codec.h"
+
+/* Blocks are this many pixels square at the decoded resolution, aligned to the level's grid. */
+#define BLOCK_CACHE_SIZE 1024
+
+struct block_cache;
+
+/* Open (creating it, mode 0700) the cache directory dir, capped at max_bytes. The directory
+ * must be a real directory (not a symlink) owned by this user and writable by no one else;
+ * otherwise NULL with err set (the caller serves without the cache). */
+struct block_cache *block_cache_open(const char *dir, uint64_t max_bytes, struct verr *err);
+void block_cache_close(struct block_cache *c);
+
+/* The directory used when none is configured: /dev/shm/vellum-<uid>, or under $TMPDIR (/tmp). */
+void block_cache_default_dir(char *out, size_t len);
+
+/* Decode req's region of the JPEG 2000 source at path through the cache. source_key names the
+ * file's version (device, inode, size, mtime). Returns 0 with *out set, -1 with err set, or 1
+ * when the request does not fit in one block (or the source is not JPEG 2000, or the block
+ * could not be decoded): the caller then decodes the region itself. The pixels are exactly
+ * those codec_decode() gives for the same region. */
+int block_cache_decode(struct block_cache *c, uint64_t source_key, const char *path,
+                       const struct codec_info *info, const struct codec_decode_req *req,
+                       struct codec_image **out, struct verr *err);
+
+/* Whether this process's last successful block_cache_decode() decoded its block (a miss)
+ * rather than cutting the region from a stored one. */
+int block_cache_last_decoded(const struct block_cache *c);
+
+/* Counters of this process (for tests and /health). */
+struct block_cache_stats {
+    uint64_t hits, misses, waits, stored, evicted, bypassed;
+};
+void block_cache_stats(const struct block_cache *c, struct block_cache_stats *s);
+
+#endif

@@ -1,0 +1,174 @@
+"""The shared block cache (codec/block_cache.c) through real nginx: tiles cut from a cached
+block are exactly the pixels opj_decompress gives for the tile's own area (lossless and lossy
+9/7), each block is decoded once across workers, the cache stays under its size, a replaced
+source is never served from old blocks, a foreign or damaged file in the cache is ignored, and
+an unsafe cache folder turns the cache off rather than trusting it."""
+import concurrent.futures
+import json
+import os
+import subprocess
+
+import harness as t
+import pixels as px
+
+work = t.tmpdir()
+root = os.path.join(work, "images")
+os.makedirs(root)
+W, H = 2300, 1500
+
+
+def chart(seed):
+    row = bytes(((x * (3 + seed)) ^ (x >> 2) ^ (seed * 40)) & 255 for x in range(W * 3 + 256))
+    return b"".join(row[(y * 7) % 256:(y * 7) % 256 + W * 3] for y in range(H))
+
+
+px.write_pnm(os.path.join(work, "a.ppm"), W, H, 3, chart(1))
+px.write_pnm(os.path.join(work, "b.ppm"), W, H, 3, chart(2))
+
+
+def opj(src, dst, *args):
+    subprocess.run(["opj_compress", "-i", src, "-o", dst] + list(args), check=True,
+                   stdout=subprocess.DEVNULL)
+
+
+opj(os.path.join(work, "a.ppm"), os.path.join(root, "lossless.jp2"), "-n", "5")
+opj(os.path.join(work, "a.ppm"), os.path.join(root, "lossy.jp2"), "-n", "6", "-I", "-r", "20",
+    "-p", "RPCL", "-c", "[256,256],[256,256],[128,128]")
+opj(os.path.join(work, "a.ppm"), os.path.join(root, "tiled.jp2"), "-n", "5", "-t", "512,512")
+
+cache = os.path.join(work, "blocks")
+v = t.Vellum(work, args=["--workers", "2", "--image-root", root, "--block-cache-dir", cache,
+                         "--block-cache-mb", "64"])
+n = t.Nginx(work, v.fastcgi_address)
+
+
+def tiles(sf, size=256):
+    """Every tile of one scale factor, as a viewer asks for them."""
+    out = []
+    step = size * sf
+    for y in range(0, H, step):
+        for x in range(0, W, step):
+            w, h = min(step, W - x), min(step, H - y)
+            out.append((x, y, w, h, -(-w // sf), -(-h // sf)))
+    return out
+
+
+def fetch(ident, tile):
+    x, y, w, h, ow, oh = tile
+    st, _, body = t.request(n.port, "/iiif/3/%s/%d,%d,%d,%d/%d,%d/0/default.png" % (ident, x, y, w, h, ow, oh))
+    return tile, st, body
+
+
+def health_sum():
+    """Block cache counters summed over the workers (each /health is answered by one)."""
+    seen = {}
+    for _ in range(200):
+        st, _, body = t.request(n.port, "/health")
+        doc = json.loads(body)
+        seen[doc["pid"]] = doc["block_cache"]
+        if set(seen) >= set(v.workers()):
+            break
+    total = {}
+    for b in seen.values():
+        for k, val in b.items():
+            if k != "enabled":
+                total[k] = total.get(k, 0) + val
+    return total, seen
+
+
+# --- every tile of two levels, 4 clients at once, against opj_decompress of each tile's area ---
+for ident in ("lossless.jp2", "lossy.jp2", "tiled.jp2"):
+    src = os.path.join(root, ident)
+    for sf in (1, 4):
+        r = sf.bit_length() - 1
+        level = tiles(sf)
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            results = list(pool.map(lambda tl: fetch(ident, tl), level))
+        bad = [tl for tl, st, _ in results if st != 200]
+        t.check(not bad, "%s sf %d: all %d tiles answered 200 (failed: %s)" % (ident, sf, len(level), bad[:3]))
+        worst = 0
+        for tl, st, body in results:
+            if st != 200:
+                continue
+            x, y, w, h, ow, oh = tl
+            ref = px.opj_reference(src, r, (x, y, x + w, y + h))
+            got = px.read_png(body)
+            if got[:3] != ref[:3]:
+                worst = 999
+                break
+            worst = max(worst, max(abs(a - b) for a, b in zip(got[3], ref[3])))
+        t.check(worst == 0, "%s sf %d: every tile equals opj_decompress -r %d -d <tile> exactly "
+                "(largest difference %d)" % (ident, sf, r, worst))
+
+total, per_worker = health_sum()
+print("block cache counters:", per_worker)
+# Blocks are 1024 px at the decoded level: sf 1 -> 3x2 blocks, sf 4 -> 1 block; per image.
+t.check(total.get("misses", 0) == 3 * (6 + 1),
+        "each block was decoded once across both workers (%d misses, want 21)" % total.get("misses", 0))
+tiles_total = 3 * (len(tiles(1)) + len(tiles(4)))
+t.check(total.get("hits", 0) + total.get("waits", 0) + total.get("misses", 0) == tiles_total,
+        "every other tile was cut from a stored block (%s, %d tiles)" % (total, tiles_total))
+t.check(total.get("waits", 0) > 0, "concurrent tiles of one block waited for it instead of decoding it again (%s)" % total)
+st = os.stat(cache)
+t.check(st.st_mode & 0o777 == 0o700, "the cache folder is private (mode %o)" % (st.st_mode & 0o777))
+
+# --- a replaced source is never served from its old blocks --------------------------------------
+probe_tile = (1024, 0, 256, 256, 256, 256)
+before = px.read_png(fetch("lossless.jp2", probe_tile)[2])
+tmp = os.path.join(work, "replaced.jp2")
+opj(os.path.join(work, "b.ppm"), tmp, "-n", "5")
+os.replace(tmp, os.path.join(root, "lossless.jp2"))
+st, hdrs, body = t.request(n.port, "/iiif/3/lossless.jp2/1024,0,256,256/256,256/0/default.png")
+after = px.read_png(body)
+ref = px.opj_reference(os.path.join(root, "lossless.jp2"), 0, (1024, 0, 1280, 256))
+t.check(after[3] == ref[3] and after[3] != before[3], "after the source is replaced, its tiles show the new file")
+timing = hdrs.get("server-timing", "")
+t.check("block decoded" in timing and "decode;dur=" in timing and "encode;dur=" in timing,
+        "Server-Timing says the new block was decoded (%s)" % timing)
+st, hdrs, _ = t.request(n.port, "/iiif/3/lossless.jp2/1280,256,256,256/256,256/0/default.png")
+t.check(st == 200 and "block cache hit" in hdrs.get("server-timing", ""),
+        "Server-Timing says a neighbouring tile was a block cache hit (%s)" % hdrs.get("server-timing"))
+
+# --- a damaged block file is ignored and replaced -----------------------------------------------
+blocks = [f for f in os.listdir(cache) if f.endswith(".blk")]
+for f in blocks:
+    with open(os.path.join(cache, f), "r+b") as fh:
+        fh.truncate(100)
+after2 = px.read_png(fetch("lossless.jp2", probe_tile)[2])
+t.check(after2[3] == ref[3], "a truncated block file in the cache is not served")
+
+v.stop()
+n.stop()
+
+# --- size cap: a 16 MB cache over 21 MB of blocks stays under its cap ---------------------------
+small = os.path.join(work, "small-cache")
+v = t.Vellum(work, args=["--workers", "1", "--image-root", root, "--block-cache-dir", small,
+                         "--block-cache-mb", "16"])
+n = t.Nginx(work, v.fastcgi_address)
+for ident in ("lossy.jp2", "tiled.jp2"):
+    for tl in tiles(1, 1024):
+        st = fetch(ident, tl)[1]
+        t.check(st == 200, "capped cache: block-sized tile %s of %s served" % (tl[:4], ident))
+used = sum(os.path.getsize(os.path.join(small, f)) for f in os.listdir(small))
+total, _ = health_sum()
+t.check(used <= 16 << 20, "capped cache: %d bytes stored, cap 16 MB" % used)
+t.check(total.get("stored", 0) == 12, "capped cache: all 12 blocks were stored on the way (%s)" % total)
+t.check(total.get("evicted", 0) > 0, "capped cache: old blocks were evicted (%s)" % total)
+v.stop()
+n.stop()
+
+# --- an unsafe cache folder (writable by others) is refused; images are still served ------------
+unsafe = os.path.join(work, "unsafe")
+os.makedirs(unsafe)
+os.chmod(unsafe, 0o777)
+v = t.Vellum(work, args=["--workers", "1", "--image-root", root, "--block-cache-dir", unsafe])
+n = t.Nginx(work, v.fastcgi_address)
+st = fetch("lossy.jp2", (0, 0, 256, 256, 256, 256))[1]
+t.check(st == 200, "unsafe cache folder: the tile is still served (%d)" % st)
+t.check(not os.listdir(unsafe), "unsafe cache folder: nothing was written to it")
+t.check("serving without the block cache" in v.output() and "writable by no one else" in v.output(),
+        "unsafe cache folder: the worker says why it runs without the cache")
+v.stop()
+n.stop()
+
+t.done()
