@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 /* When a parameter is passed twice (nginx sends both an included fastcgi_param and a later
  * override), the last one wins, as in PHP-FPM. */
@@ -173,10 +174,45 @@ const char *http_reason(int status)
     }
 }
 
+/* An error must not be cached, yet a handler may have added the caching headers of the
+ * response it meant to send before the error happened (a decode that failed, timed out or went
+ * over a limit after the ETag was computed). Copies the header lines into dst without those,
+ * and says no-store instead. No malloc: this also serves the answer after a decoder crash. */
+static size_t error_headers(char *dst, size_t cap, const char *src, size_t len)
+{
+    static const char *const drop[] = {"cache-control:", "etag:", "last-modified:"};
+    static const char no_store[] = "Cache-Control: no-store\r\n";
+    size_t out = 0;
+    for (size_t i = 0; i < len;) {
+        const char *nl = memchr(src + i, '\n', len - i);
+        size_t line = nl ? (size_t)(nl - (src + i)) + 1 : len - i;
+        bool keep = true;
+        for (size_t k = 0; k < sizeof drop / sizeof drop[0]; k++)
+            if (line >= strlen(drop[k]) && strncasecmp(src + i, drop[k], strlen(drop[k])) == 0)
+                keep = false;
+        if (keep && out + line < cap) {
+            memcpy(dst + out, src + i, line);
+            out += line;
+        }
+        i += line;
+    }
+    if (out + sizeof no_store - 1 < cap) {
+        memcpy(dst + out, no_store, sizeof no_store - 1);
+        out += sizeof no_store - 1;
+    }
+    return out;
+}
+
 size_t http_send(const struct http_request *req, const struct http_response *resp,
                  http_write_fn write, void *ctx)
 {
-    char head[6144];
+    char head[6144], errhdr[sizeof resp->headers + 32];
+    const char *extra = resp->headers;
+    size_t extra_len = resp->headers_len;
+    if (resp->status >= 400) {
+        extra_len = error_headers(errhdr, sizeof errhdr, resp->headers, resp->headers_len);
+        extra = errhdr;
+    }
     bool has_body = resp->status != 204 && resp->status != 304;
     int n = snprintf(head, sizeof head,
                      "Status: %d %s\r\n"
@@ -187,7 +223,7 @@ size_t http_send(const struct http_request *req, const struct http_response *res
                      resp->status, http_reason(resp->status),
                      has_body ? "Content-Type: " : "", has_body ? resp->content_type : "",
                      has_body ? "\r\n" : "", has_body ? resp->body_len : (size_t)0,
-                     (int)resp->headers_len, resp->headers);
+                     (int)extra_len, extra);
     if (n < 0 || (size_t)n >= sizeof head)
         return 0;
     if (write(ctx, head, (size_t)n) < 0)

@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcgiapp.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <netdb.h>
 #include <poll.h>
 #include <signal.h>
@@ -101,6 +102,13 @@ static int set_handler(int sig, void (*fn)(int))
 /* The accept loop. master is the master's pid (0 when single): an orphaned worker exits. */
 static int worker_loop(struct app *app, int listen_fd, pid_t master)
 {
+    /* Decode buffers are megabytes. By default glibc maps the large ones afresh and hands the
+     * heap top back to the kernel after each request, so every request faults its buffers in
+     * again (hundreds to thousands of page faults, measured in docs/performance.md). Keep them:
+     * the worker's heap keeps up to 128 MB it no longer uses, which is then flat from request to
+     * request. */
+    (void)mallopt(M_MMAP_THRESHOLD, 32 << 20);
+    (void)mallopt(M_TRIM_THRESHOLD, 128 << 20);
     if (pipe2(worker_pipe, O_CLOEXEC | O_NONBLOCK) < 0) {
         log_msg(LOG_LEVEL_ERROR, "pipe: %s", strerror(errno));
         return 1;

@@ -193,6 +193,33 @@ static void test_response(void)
     CHECK(strstr(s.buf, "Content-Length: 5\r\n") != NULL);
     CHECK(strstr(s.buf, "hello") == NULL);
     http_response_clear(&resp);
+
+    /* An error that happens after the caching headers were added (a decode over a limit, a
+     * timeout) goes out as no-store, without the ETag and dates of the image it meant to be. */
+    http_request_init(&r, env, "", &e);
+    http_response_init(&resp);
+    CHECK(!http_cache_headers(&r, &resp, "\"m123\"", 1700000000, 86400));
+    http_header_add(&resp, "Link", "<x>;rel=\"canonical\"");
+    CHECK(strstr(resp.headers, "max-age=86400") != NULL);
+    http_error(&resp, 413, "too big");
+    s.len = 0;
+    CHECK(http_send(&r, &resp, sink_write, &s) > 0);
+    CHECK(strstr(s.buf, "Status: 413 ") == s.buf);
+    CHECK(strstr(s.buf, "max-age") == NULL);
+    CHECK(strstr(s.buf, "ETag") == NULL);
+    CHECK(strstr(s.buf, "Last-Modified") == NULL);
+    CHECK(strstr(s.buf, "Cache-Control: no-store\r\n") != NULL);
+    CHECK(strstr(s.buf, "Link: <x>;rel=\"canonical\"\r\n") != NULL);
+    http_response_clear(&resp);
+    /* A success keeps them. */
+    http_response_init(&resp);
+    CHECK(!http_cache_headers(&r, &resp, "\"m123\"", 1700000000, 86400));
+    http_body_copy(&resp, "img");
+    s.len = 0;
+    CHECK(http_send(&r, &resp, sink_write, &s) > 0);
+    CHECK(strstr(s.buf, "max-age=86400") != NULL && strstr(s.buf, "ETag: \"m123\"") != NULL);
+    CHECK(strstr(s.buf, "no-store") == NULL);
+    http_response_clear(&resp);
 }
 
 int main(void)
