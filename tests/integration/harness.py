@@ -97,6 +97,12 @@ def port_open(port):
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
+def has_template(name):
+    """True when docs/deploy.md has a block marked <!-- template:NAME -->."""
+    with open(os.path.join(SOURCE_DIR, "docs", "deploy.md"), encoding="utf-8") as f:
+        return ("<!-- template:%s -->" % name) in f.read()
+
+
 def template(name, **values):
     """The fenced block after <!-- template:NAME --> in docs/deploy.md, placeholders filled."""
     with open(os.path.join(SOURCE_DIR, "docs", "deploy.md"), encoding="utf-8") as f:
@@ -180,15 +186,26 @@ class Vellum:
 
 
 class Nginx:
-    """nginx with the docs/deploy.md server block, as a foreground process."""
+    """nginx with a docs/deploy.md server block, as a foreground process.
 
-    def __init__(self, workdir, fastcgi, www=None, port=None):
+    template_name picks the block (default "nginx"). When deploy.md also has a block
+    "<template_name>-http" (lines for the http context, such as nginx-cache's fastcgi_cache_path),
+    it goes in before the server block, with @CACHE_DIR@ = <nginx dir>/cache. values fill any
+    further placeholders of either block."""
+
+    def __init__(self, workdir, fastcgi, www=None, port=None, template_name="nginx", values=None):
         self.port = port or free_port()
         self.dir = os.path.join(workdir, "nginx-%d" % self.port)
         os.makedirs(os.path.join(self.dir, "tmp"), exist_ok=True)
         www = www or os.path.join(self.dir, "www")
         os.makedirs(www, exist_ok=True)
-        server = template("nginx", LISTEN="127.0.0.1:%d" % self.port, VELLUM=fastcgi, WWW=www)
+        self.cache_dir = os.path.join(self.dir, "cache")
+        fill = {"LISTEN": "127.0.0.1:%d" % self.port, "VELLUM": fastcgi, "WWW": www,
+                "CACHE_DIR": self.cache_dir}
+        fill.update(values or {})
+        server = template(template_name, **fill)
+        if has_template(template_name + "-http"):
+            server = template(template_name + "-http", **fill) + server
         # The main context around the documented server block: test-only plumbing.
         user = "user root;\n" if os.geteuid() == 0 else ""
         conf = """daemon off;
