@@ -26,6 +26,8 @@ struct png_job {
     png_structp png;
     png_infop info;
     char error[200];
+    uint64_t max_pixels;  /* refuse (413) a header above this; 0 = only the shared caps */
+    struct verr too_large; /* set when read_header() returns READ_TOO_LARGE */
     /* filled by read_header() */
     uint32_t width, height;
     int channels;
@@ -66,9 +68,8 @@ static void job_close(struct png_job *job)
 
 static int job_open(struct png_job *job, const char *path, uint64_t max_pixels, struct verr *err)
 {
-    uint64_t limit = max_pixels && max_pixels < PNG_UINT_31_MAX ? max_pixels : PNG_UINT_31_MAX;
-
     memset(job, 0, sizeof *job);
+    job->max_pixels = max_pixels;
     job->fp = codec_src_open(path, err);
     if (!job->fp)
         return -1;
@@ -82,9 +83,11 @@ static int job_open(struct png_job *job, const char *path, uint64_t max_pixels, 
         verr_set(err, 500, "cannot create a PNG decoder");
         goto fail;
     }
-    /* An image within max_pixels has neither side above max_pixels: let libpng refuse the
-     * rest while reading IHDR, before anything is allocated. */
-    png_set_user_limits(job->png, (png_uint_32)limit, (png_uint_32)limit);
+    /* Any side PNG allows (2^31-1) is let through IHDR, and read_header() checks the size
+     * before libpng allocates rows (png_read_update_info), answering 413 with the size as for
+     * JPEG and JPEG 2000. (libpng's user limits fail IHDR with an error that reads as a
+     * corrupt file.) */
+    png_set_user_limits(job->png, PNG_UINT_31_MAX, PNG_UINT_31_MAX);
     /* Only IHDR, PLTE, tRNS, iCCP and IDAT matter here. libpng 1.6.39 allocates whatever length
      * a text chunk declares (1 GB in 57-byte crafted files), so every other ancillary chunk,
      * known or not, is skipped unread; iCCP is capped. Less work and less attack surface. */
@@ -100,6 +103,8 @@ fail:
 
 /* Read the chunks before the image data and set up the transformations to 8-bit G/GA/RGB/RGBA.
  * Probe and decode both go through here, so they agree on the channel count. */
+#define READ_TOO_LARGE -2
+
 static int read_header(struct png_job *job)
 {
     int color_type, bit_depth;
@@ -108,6 +113,12 @@ static int read_header(struct png_job *job)
         return -1;
     png_init_io(job->png, job->fp);
     png_read_info(job->png, job->info);
+    /* Before png_read_update_info(), which allocates and clears a row of the declared width
+     * (6 GB for a 57-byte file declaring 2^31-1 RGB pixels per row). */
+    if (codec_src_check_area(png_get_image_width(job->png, job->info),
+                             png_get_image_height(job->png, job->info), job->max_pixels,
+                             "PNG image", &job->too_large) < 0)
+        return READ_TOO_LARGE;
     color_type = png_get_color_type(job->png, job->info);
     bit_depth = png_get_bit_depth(job->png, job->info);
     job->src_bit_depth = color_type == PNG_COLOR_TYPE_PALETTE ? 8 : bit_depth;
@@ -145,7 +156,12 @@ int codec_png_probe(const char *path, uint64_t max_pixels, struct codec_info *in
 
     if (job_open(&job, path, max_pixels, err) < 0)
         return -1;
-    if (read_header(&job) < 0) {
+    int hr = read_header(&job);
+    if (hr == READ_TOO_LARGE) {
+        *err = job.too_large;
+        goto fail;
+    }
+    if (hr < 0) {
         verr_set(err, 500, "corrupt PNG: %s", job.error);
         goto fail;
     }
@@ -207,7 +223,12 @@ int codec_png_decode(const char *path, const struct codec_info *info,
 
     if (job_open(&job, path, 0, err) < 0)
         return -1;
-    if (read_header(&job) < 0) {
+    int hr = read_header(&job);
+    if (hr == READ_TOO_LARGE) {
+        *err = job.too_large;
+        goto fail;
+    }
+    if (hr < 0) {
         verr_set(err, 500, "corrupt PNG: %s", job.error);
         goto fail;
     }
