@@ -147,15 +147,11 @@ static void send_json(struct http_response *resp, char *json, struct verr *err)
 /* A Manifest or Canvas: the ETag comes from the object's modification time, so a revalidation
  * (304) costs one indexed lookup and never loads the object. Documents are revalidated on every
  * use (no-cache): a re-import shows at once, and an unchanged one costs a 304. */
-static void serve_object(const struct http_request *req, struct http_response *resp, int version,
-                         const struct pres_path *pp, const char *base, struct db *db)
+/* Content-Type and validators of an object's document; true when the answer is a 304. */
+static bool object_headers(const struct http_request *req, struct http_response *resp,
+                           int version, const struct pres_path *pp, const char *base,
+                           int64_t modified)
 {
-    struct verr err = {0};
-    int64_t modified;
-    if (db_object_modified(db, pp->id, &modified, &err) < 0) {
-        http_error(resp, err.status ? err.status : 500, "%s", err.msg);
-        return;
-    }
     /* What the document depends on: the object's version, this code's version, the URL base
      * (ids are absolute), and which document it is. */
     uint64_t h = http_hash(HTTP_HASH_INIT, &modified, sizeof modified);
@@ -167,13 +163,35 @@ static void serve_object(const struct http_request *req, struct http_response *r
     char etag[64];
     snprintf(etag, sizeof etag, "\"p%016" PRIx64 "\"", h);
     set_type(req, resp, version);
-    if (http_cache_headers(req, resp, etag, (time_t)modified, -1))
+    return http_cache_headers(req, resp, etag, (time_t)modified, -1);
+}
+
+static void serve_object(const struct http_request *req, struct http_response *resp, int version,
+                         const struct pres_path *pp, const char *base, struct db *db)
+{
+    struct verr err = {0};
+    int64_t modified;
+    if (db_object_modified(db, pp->id, &modified, &err) < 0) {
+        http_error(resp, err.status ? err.status : 500, "%s", err.msg);
+        return;
+    }
+    if (object_headers(req, resp, version, pp, base, modified))
         return;
 
     struct db_object *obj = NULL;
     if (db_object_load(db, pp->id, &obj, &err) < 0) {
         http_error(resp, err.status ? err.status : 500, "%s", err.msg);
         return;
+    }
+    /* An import committed between the two reads: the validators must be those of the object
+     * actually loaded (one snapshot), not of the one looked up first. */
+    if (obj->modified != modified) {
+        resp->headers_len = 0;
+        resp->headers[0] = '\0';
+        if (object_headers(req, resp, version, pp, base, obj->modified)) {
+            db_object_free(obj);
+            return;
+        }
     }
     char *json;
     if (pp->target == PRES_CANVAS)
