@@ -35,9 +35,14 @@ struct blk_header {
     uint32_t reserved;
 };
 
+#define MAX_TOKENS 256
+
 struct block_cache {
     int dirfd;
     uint64_t max_bytes;
+    uint32_t block;           /* block side at the decoded level, pixels */
+    int ncpu;                 /* CPU tokens: cpu-<i>.tok, one per core */
+    int tok_fd[MAX_TOKENS];
     struct block_cache_stats stats;
     int last_decoded;
 };
@@ -54,8 +59,11 @@ void block_cache_default_dir(char *out, size_t len)
     snprintf(out, len, "%s/vellum-%u", base, (unsigned)geteuid());
 }
 
-struct block_cache *block_cache_open(const char *dir, uint64_t max_bytes, struct verr *err)
+struct block_cache *block_cache_open(const char *dir, uint64_t max_bytes, uint32_t block,
+                                     struct verr *err)
 {
+    if (block < 64 || block > 8192)
+        block = BLOCK_CACHE_SIZE;
     if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
         verr_set(err, 500, "cannot create the block cache directory %s: %s", dir, strerror(errno));
         return NULL;
@@ -84,6 +92,11 @@ struct block_cache *block_cache_open(const char *dir, uint64_t max_bytes, struct
     }
     c->dirfd = fd;
     c->max_bytes = max_bytes;
+    c->block = block;
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    c->ncpu = n < 1 ? 1 : n > MAX_TOKENS ? MAX_TOKENS : (int)n;
+    for (int i = 0; i < MAX_TOKENS; i++)
+        c->tok_fd[i] = -1;
     return c;
 }
 
@@ -91,6 +104,9 @@ void block_cache_close(struct block_cache *c)
 {
     if (!c)
         return;
+    for (int i = 0; i < c->ncpu; i++)
+        if (c->tok_fd[i] >= 0)
+            close(c->tok_fd[i]);
     close(c->dirfd);
     free(c);
 }
@@ -108,6 +124,52 @@ void block_cache_stats(const struct block_cache *c, struct block_cache_stats *s)
         memset(s, 0, sizeof *s);
 }
 
+/* ---- CPU tokens -------------------------------------------------------------------------
+ * One file per core in the cache folder; a decode holds one with flock() while it runs, and a
+ * block decode also takes whichever others are free, one OpenJPEG thread per token. So decodes
+ * of all workers together never run more threads than there are cores, and a block decode uses
+ * the cores that other workers leave idle (while they wait for that very block, typically). */
+
+static bool token_try(struct block_cache *c, int k, bool wait)
+{
+    if (c->tok_fd[k] < 0) {
+        char name[32];
+        snprintf(name, sizeof name, "cpu-%d.tok", k);
+        c->tok_fd[k] = openat(c->dirfd, name, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (c->tok_fd[k] < 0)
+            return false;
+    }
+    return flock(c->tok_fd[k], wait ? LOCK_EX : LOCK_EX | LOCK_NB) == 0;
+}
+
+int block_cache_cpu_acquire(struct block_cache *c, int max, uint64_t *held)
+{
+    *held = 0;
+    if (!c)
+        return 1;
+    int n = 0, start = (int)(getpid() % c->ncpu);
+    for (int i = 0; i < c->ncpu && n < max && i < 64; i++) {
+        int k = (start + i) % c->ncpu;
+        if (token_try(c, k, false)) {
+            *held |= 1ull << k;
+            n++;
+        }
+    }
+    /* None free: every core is decoding; wait for ours (our share of the machine). */
+    if (n == 0 && start < 64 && token_try(c, start, true)) {
+        *held |= 1ull << start;
+        n = 1;
+    }
+    return n > 0 ? n : 1;
+}
+
+void block_cache_cpu_release(struct block_cache *c, uint64_t held)
+{
+    for (int k = 0; c && k < c->ncpu && k < 64; k++)
+        if (held & (1ull << k))
+            (void)flock(c->tok_fd[k], LOCK_UN);
+}
+
 /* ---- geometry ---------------------------------------------------------------------------- */
 
 /* The block around a request, on one axis, at reduction r. Reduced pixel p covers the reference
@@ -119,12 +181,13 @@ struct axis {
     uint64_t index;      /* which block along this axis */
 };
 
-static int block_axis(uint64_t o, uint64_t size, uint32_t x, uint32_t w, int r, struct axis *a)
+static int block_axis(uint64_t o, uint64_t size, uint32_t x, uint32_t w, int r, uint32_t block,
+                      struct axis *a)
 {
     a->p0 = codec_src_ceil_shift(o + x, r);
     a->p1 = codec_src_ceil_shift(o + x + w, r);
-    a->index = a->p0 / BLOCK_CACHE_SIZE;
-    uint64_t start = a->index * BLOCK_CACHE_SIZE, end = start + BLOCK_CACHE_SIZE;
+    a->index = a->p0 / block;
+    uint64_t start = a->index * block, end = start + block;
     if (a->p1 > end || a->p1 <= a->p0)
         return -1;
     uint64_t img_lo = codec_src_ceil_shift(o, r), img_hi = codec_src_ceil_shift(o + size, r);
@@ -307,8 +370,8 @@ int block_cache_decode(struct block_cache *c, uint64_t source_key, const char *p
                                      (uint64_t)info->origin_y + req->y, req->w, req->h,
                                      req->want_w, req->want_h, info->levels);
     struct axis ax, ay;
-    if (block_axis(info->origin_x, info->width, req->x, req->w, r, &ax) < 0 ||
-        block_axis(info->origin_y, info->height, req->y, req->h, r, &ay) < 0) {
+    if (block_axis(info->origin_x, info->width, req->x, req->w, r, c->block, &ax) < 0 ||
+        block_axis(info->origin_y, info->height, req->y, req->h, r, c->block, &ay) < 0) {
         c->stats.bypassed++;
         return 1;
     }
@@ -325,7 +388,7 @@ int block_cache_decode(struct block_cache *c, uint64_t source_key, const char *p
     uint32_t w = (uint32_t)(ax.p1 - ax.p0), h = (uint32_t)(ay.p1 - ay.p0);
     int ch = info->channels;
     uint64_t check = mix(mix(mix(mix(source_key, (uint64_t)r), ax.index), ay.index),
-                         (uint64_t)ch << 32 | BLOCK_CACHE_SIZE);
+                         (uint64_t)ch << 32 | c->block);
     char name[64], lockname[64];
     snprintf(name, sizeof name, "%016llx.blk", (unsigned long long)check);
     snprintf(lockname, sizeof lockname, "%016llx.lock", (unsigned long long)check);
@@ -353,15 +416,19 @@ int block_cache_decode(struct block_cache *c, uint64_t source_key, const char *p
         }
     }
     c->stats.misses++;
+    uint64_t held;
+    int threads = block_cache_cpu_acquire(c, c->ncpu, &held);
     const struct codec_decode_req breq = {
         .x = ax.full0, .y = ay.full0, .w = ax.len, .h = ay.len, .want_w = bw, .want_h = bh,
-        .max_pixels = req->max_pixels, .max_bytes = req->max_bytes, .threads = req->threads,
+        .max_pixels = req->max_pixels, .max_bytes = req->max_bytes,
+        .threads = threads > req->threads ? threads : req->threads,
     };
     struct codec_image *block = NULL;
     struct verr berr;
     rc = 1; /* whatever goes wrong with the block, the caller decodes the region itself */
-    if (codec_decode(path, info, &breq, &block, &berr) == 0 && block && block->w == bw &&
-        block->h == bh && block->channels == ch) {
+    int drc = codec_decode(path, info, &breq, &block, &berr);
+    block_cache_cpu_release(c, held);
+    if (drc == 0 && block && block->w == bw && block->h == bh && block->channels == ch) {
         *out = crop(block->px, bw, ch, x, y, w, h);
         if (*out) {
             store(c, name, check, block);

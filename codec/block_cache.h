@@ -15,15 +15,24 @@
 
 #include "codec.h"
 
-/* Blocks are this many pixels square at the decoded resolution, aligned to the level's grid. */
+/* Blocks are this many pixels square at the decoded resolution, aligned to the level's grid
+ * (the default; block_cache_open takes another). */
 #define BLOCK_CACHE_SIZE 1024
 
 struct block_cache;
 
-/* Open (creating it, mode 0700) the cache directory dir, capped at max_bytes. The directory
- * must be a real directory (not a symlink) owned by this user and writable by no one else;
- * otherwise NULL with err set (the caller serves without the cache). */
-struct block_cache *block_cache_open(const char *dir, uint64_t max_bytes, struct verr *err);
+/* Open (creating it, mode 0700) the cache directory dir, capped at max_bytes, with blocks of
+ * block x block pixels (64..8192, else BLOCK_CACHE_SIZE). The directory must be a real
+ * directory (not a symlink) owned by this user and writable by no one else; otherwise NULL
+ * with err set (the caller serves without the cache). */
+struct block_cache *block_cache_open(const char *dir, uint64_t max_bytes, uint32_t block,
+                                     struct verr *err);
+
+/* CPU tokens shared by all workers through the cache folder, one per core: take at least one
+ * (waiting when none is free) and up to max; returns how many (= decode threads to use), with
+ * *held to give back to block_cache_cpu_release(). With c NULL: 1, nothing held. */
+int block_cache_cpu_acquire(struct block_cache *c, int max, uint64_t *held);
+void block_cache_cpu_release(struct block_cache *c, uint64_t held);
 void block_cache_close(struct block_cache *c);
 
 /* The directory used when none is configured: /dev/shm/vellum-<uid>, or under $TMPDIR (/tmp). */

@@ -65,8 +65,21 @@ int codec_render(const char *path, const struct codec_info *info, const struct i
     int b = opts->blocks ? block_cache_decode(opts->blocks, opts->source_key, path, info, &req,
                                               &img, err)
                          : 1;
-    if (b < 0 || (b == 1 && codec_decode(path, info, &req, &img, err) < 0))
+    if (b < 0)
         goto done;
+    if (b == 1) {
+        /* A decode holds a CPU token (block_cache.h) so all workers' decodes together stay
+         * within the cores. */
+        uint64_t held;
+        struct codec_decode_req dreq = req;
+        dreq.threads = block_cache_cpu_acquire(opts->blocks, opts->threads > 1 ? opts->threads : 1, &held);
+        if (!opts->blocks)
+            dreq.threads = opts->threads;
+        int drc = codec_decode(path, info, &dreq, &img, err);
+        block_cache_cpu_release(opts->blocks, held);
+        if (drc < 0)
+            goto done;
+    }
     if (b == 0)
         tm.block = block_cache_last_decoded(opts->blocks) ? CODEC_BLOCK_DECODED : CODEC_BLOCK_HIT;
     t1 = t2 = now_ms();

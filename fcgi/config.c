@@ -62,11 +62,14 @@ static const struct key keys[] = {
      "wall-clock limit per request; a decode past it answers 503 (worker replaced); 0 = none"},
     {"block_cache_mb", NUM(block_cache_mb, 0, 1048576), "256",
      "decoded JPEG 2000 blocks shared by the workers (see docs/performance.md), in MB; 0 = off"},
+    {"block_size", NUM(block_size, 64, 8192), "1024",
+     "side of a cached block, in pixels of the decoded level (bigger: fewer decodes, slower first tile)"},
     {"block_cache_dir", STR(block_cache_dir), "",
      "folder of the block cache (tmpfs is best); empty = /dev/shm/vellum-<uid>"},
     {"jpeg_quality", NUM(jpeg_quality, 1, 100), "85", "JPEG output quality, 1..100"},
     {"decode_threads", NUM(decode_threads, 1, 64), "1",
-     "OpenJPEG threads per decode (workers x threads should not exceed the cores)"},
+     "OpenJPEG threads per direct decode, given only cores no other decode holds (block decodes "
+     "take every free core)"},
     {"cache_max_age", NUM(cache_max_age, 0, 31536000), "86400",
      "Cache-Control max-age in seconds for images and info.json"},
 };

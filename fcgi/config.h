@@ -34,6 +34,7 @@ struct vellum_config {
     long max_request_memory_mb;   /* refuse requests estimated to need more; 0 = none */
     long request_timeout_ms;      /* wall-clock limit per request; 0 = none */
     long block_cache_mb;          /* decoded-block cache shared by workers; 0 = off */
+    long block_size;              /* block side in pixels at the decoded level */
     char block_cache_dir[1024];   /* "" = block_cache_default_dir() */
     long jpeg_quality;
     long decode_threads;          /* OpenJPEG threads per decode */

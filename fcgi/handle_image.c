@@ -39,7 +39,8 @@ static struct block_cache *blocks(struct app *app)
     else
         block_cache_default_dir(dir, sizeof dir);
     struct verr err;
-    app->blocks = block_cache_open(dir, (uint64_t)app->cfg->block_cache_mb << 20, &err);
+    app->blocks = block_cache_open(dir, (uint64_t)app->cfg->block_cache_mb << 20,
+                                   (uint32_t)app->cfg->block_size, &err);
     if (!app->blocks) {
         app->blocks_failed = true;
         log_msg(LOG_LEVEL_WARN, "serving without the block cache: %s", err.msg);

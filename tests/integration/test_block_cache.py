@@ -37,8 +37,9 @@ opj(os.path.join(work, "a.ppm"), os.path.join(root, "lossy.jp2"), "-n", "6", "-I
 opj(os.path.join(work, "a.ppm"), os.path.join(root, "tiled.jp2"), "-n", "5", "-t", "512,512")
 
 cache = os.path.join(work, "blocks")
+BLOCK = 1024  # the default block_size
 v = t.Vellum(work, args=["--workers", "2", "--image-root", root, "--block-cache-dir", cache,
-                         "--block-cache-mb", "64"])
+                         "--block-cache-mb", "64", "--block-size", str(BLOCK)])
 n = t.Nginx(work, v.fastcgi_address)
 
 
@@ -102,13 +103,18 @@ for ident in ("lossless.jp2", "lossy.jp2", "tiled.jp2"):
 
 total, per_worker = health_sum()
 print("block cache counters:", per_worker)
-# Blocks are 1024 px at the decoded level: sf 1 -> 3x2 blocks, sf 4 -> 1 block; per image.
-t.check(total.get("misses", 0) == 3 * (6 + 1),
-        "each block was decoded once across both workers (%d misses, want 21)" % total.get("misses", 0))
+# Blocks are BLOCK px at the decoded level, per image: at sf 1 ceil(W/B) x ceil(H/B), at sf 4
+# the same over the level's ceil(W/4) x ceil(H/4).
+want_blocks = 3 * (-(-W // BLOCK) * -(-H // BLOCK) + -(-(-(-W // 4)) // BLOCK) * -(-(-(-H // 4)) // BLOCK))
+t.check(total.get("misses", 0) == want_blocks,
+        "each block was decoded once across both workers (%d misses, want %d)" % (total.get("misses", 0), want_blocks))
 tiles_total = 3 * (len(tiles(1)) + len(tiles(4)))
 t.check(total.get("hits", 0) + total.get("waits", 0) + total.get("misses", 0) == tiles_total,
         "every other tile was cut from a stored block (%s, %d tiles)" % (total, tiles_total))
 t.check(total.get("waits", 0) > 0, "concurrent tiles of one block waited for it instead of decoding it again (%s)" % total)
+toks = sorted(f for f in os.listdir(cache) if f.startswith("cpu-") and f.endswith(".tok"))
+t.check(0 < len(toks) <= (os.cpu_count() or 1),
+        "decodes took CPU tokens, one file per core at most (%s, %d cores)" % (toks, os.cpu_count() or 1))
 st = os.stat(cache)
 t.check(st.st_mode & 0o777 == 0o700, "the cache folder is private (mode %o)" % (st.st_mode & 0o777))
 
@@ -141,18 +147,20 @@ v.stop()
 n.stop()
 
 # --- size cap: a 16 MB cache over 21 MB of blocks stays under its cap ---------------------------
+# (two images' full-resolution blocks: 2 x 2300 x 1500 x 3 bytes)
 small = os.path.join(work, "small-cache")
 v = t.Vellum(work, args=["--workers", "1", "--image-root", root, "--block-cache-dir", small,
                          "--block-cache-mb", "16"])
 n = t.Nginx(work, v.fastcgi_address)
 for ident in ("lossy.jp2", "tiled.jp2"):
-    for tl in tiles(1, 1024):
+    for tl in tiles(1, BLOCK):
         st = fetch(ident, tl)[1]
         t.check(st == 200, "capped cache: block-sized tile %s of %s served" % (tl[:4], ident))
 used = sum(os.path.getsize(os.path.join(small, f)) for f in os.listdir(small))
 total, _ = health_sum()
 t.check(used <= 16 << 20, "capped cache: %d bytes stored, cap 16 MB" % used)
-t.check(total.get("stored", 0) == 12, "capped cache: all 12 blocks were stored on the way (%s)" % total)
+nblocks = 2 * -(-W // BLOCK) * -(-H // BLOCK)
+t.check(total.get("stored", 0) == nblocks, "capped cache: all %d blocks were stored on the way (%s)" % (nblocks, total))
 t.check(total.get("evicted", 0) > 0, "capped cache: old blocks were evicted (%s)" % total)
 v.stop()
 n.stop()
