@@ -12,6 +12,7 @@
 
 static sigjmp_buf guard_env;
 static volatile sig_atomic_t guard_armed;
+static volatile pid_t guard_tid; /* the thread that armed the guard: the only one that may jump */
 
 static const int guarded[] = {SIGABRT, SIGSEGV, SIGBUS, SIGFPE, SIGILL};
 #define NGUARDED (sizeof guarded / sizeof guarded[0])
@@ -19,6 +20,14 @@ static const int guarded[] = {SIGABRT, SIGSEGV, SIGBUS, SIGFPE, SIGILL};
 static void on_fault(int sig)
 {
     if (guard_armed) {
+        /* A decoder thread (OpenJPEG's pool) failed: jumping from here would resume the
+         * guarded thread's stack on this one. Hand the signal to the guarded thread and park
+         * this one; the worker exits once the request is answered. */
+        if (gettid() != guard_tid) {
+            tgkill(getpid(), guard_tid, sig);
+            for (;;)
+                pause();
+        }
         guard_armed = 0;
         siglongjmp(guard_env, sig);
     }
@@ -40,6 +49,7 @@ int guard_run(guard_fn fn, void *ctx, int *caught)
     volatile int rc = -1;
     int sig = sigsetjmp(guard_env, 1);
     if (sig == 0) {
+        guard_tid = gettid();
         guard_armed = 1;
         rc = fn(ctx);
         guard_armed = 0;
