@@ -75,10 +75,14 @@ static void serve_info(struct app *app, const struct http_request *req, struct h
     }
     char etag[64];
     size_t len = strlen(json);
-    snprintf(etag, sizeof etag, "\"i%016" PRIx64 "\"", http_hash(HTTP_HASH_INIT, json, len));
     /* SPECS A13, B: 3.0 answers JSON-LD with the profile by default, 2.1 plain JSON. */
     http_set_json_type(req, resp, v == IIIF_V3 ? "http://iiif.io/api/image/3/context.json" : NULL,
                        v == IIIF_V3);
+    /* A strong ETag names one representation: the same document as JSON and as JSON-LD
+     * (content negotiation) gets two. */
+    uint64_t h = http_hash(HTTP_HASH_INIT, json, len);
+    h = http_hash(h, resp->content_type, strlen(resp->content_type));
+    snprintf(etag, sizeof etag, "\"i%016" PRIx64 "\"", h);
     if (http_cache_headers(req, resp, etag, (time_t)(stamp->mtime_ns / 1000000000),
                            app->cfg->cache_max_age)) {
         free(json);

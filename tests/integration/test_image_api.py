@@ -104,8 +104,11 @@ t.check({"mirroring", "rotationArbitrary", "sizeUpscaling", "canonicalLinkHeader
 t.check(info.get("maxWidth", 0) > 0 and info.get("maxArea", 0) > 0, "limits are advertised (sizeUpscaling needs them)")
 st, h, _ = get("/iiif/3/tiled.jp2/info.json", {"Accept": "application/json"})
 t.check(h.get("content-type") == "application/json", "Accept: application/json gets application/json")
+etag_json = h.get("etag")
 st, h, _ = get("/iiif/3/tiled.jp2/info.json", {"Accept": "application/ld+json"})
 t.check(h.get("content-type", "").startswith("application/ld+json"), "Accept: application/ld+json gets JSON-LD")
+t.check(etag_json and h.get("etag") and etag_json != h.get("etag"),
+        "the JSON and JSON-LD representations have different ETags (%s, %s)" % (etag_json, h.get("etag")))
 st, h, body = get("/iiif/3/tiled.jp2/info.json", {"Host": "iiif.example.org:8443", "X-Forwarded-Proto": "https"})
 t.check(json.loads(body).get("id") == "https://iiif.example.org:8443/iiif/3/tiled.jp2",
         "ids follow Host and X-Forwarded-Proto")
