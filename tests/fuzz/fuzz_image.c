@@ -82,7 +82,9 @@ static void fail(const char *what, const struct codec_info *info, const struct c
 static void decode(const struct codec_info *info, uint32_t x, uint32_t y, uint32_t w, uint32_t h,
                    uint32_t want_w, uint32_t want_h)
 {
-    struct codec_decode_req req = {x, y, w, h, want_w, want_h, DECODE_MAX_PIXELS, 1};
+    struct codec_decode_req req = {.x = x, .y = y, .w = w, .h = h, .want_w = want_w,
+                                   .want_h = want_h, .max_pixels = DECODE_MAX_PIXELS,
+                                   .threads = 1};
     struct codec_image *img = NULL;
     struct verr err = {0, ""};
 

@@ -251,7 +251,8 @@ static struct codec_image *decode(const char *path, const struct codec_info *inf
                                   uint32_t y, uint32_t w, uint32_t h, uint32_t ww, uint32_t wh,
                                   int threads, struct verr *err)
 {
-    struct codec_decode_req req = {x, y, w, h, ww, wh, 0, 0, threads};
+    struct codec_decode_req req = {.x = x, .y = y, .w = w, .h = h, .want_w = ww, .want_h = wh,
+                                   .threads = threads};
     struct codec_image *img = NULL;
 
     if (codec_decode(path, info, &req, &img, err) < 0)
@@ -359,8 +360,8 @@ static void test_j2k_case(const struct j2k_case *tc, const struct pix *orig)
     /* Limits: the probe refuses a larger image, the decode a larger region. */
     {
         struct codec_info small;
-        struct codec_decode_req req = {0,          0,           info.width, info.height,
-                                       info.width, info.height, 1000,       0, 1};
+        struct codec_decode_req req = {.w = info.width, .h = info.height, .want_w = info.width,
+                                       .want_h = info.height, .max_pixels = 1000, .threads = 1};
         struct codec_image *img = NULL;
         CHECK(codec_probe(dst, 1000, &small, &err) < 0 && err.status == 413);
         CHECK(codec_decode(dst, &info, &req, &img, &err) < 0 && err.status == 413 && !img);
