@@ -27,7 +27,6 @@ struct png_job {
     png_infop info;
     char error[200];
     uint64_t max_pixels;  /* refuse (413) a header above this; 0 = only the shared caps */
-    struct verr too_large; /* set when read_header() returns READ_TOO_LARGE */
     /* filled by read_header() */
     uint32_t width, height;
     int channels;
@@ -102,23 +101,22 @@ fail:
 }
 
 /* Read the chunks before the image data and set up the transformations to 8-bit G/GA/RGB/RGBA.
- * Probe and decode both go through here, so they agree on the channel count. */
-#define READ_TOO_LARGE -2
-
-static int read_header(struct png_job *job)
+ * Probe and decode both go through here, so they agree on the channel count. -1 with err set
+ * (413 for a size above the caps, 500 for a corrupt header). */
+static int read_header(struct png_job *job, struct verr *err)
 {
     int color_type, bit_depth;
 
     if (setjmp(png_jmpbuf(job->png)))
-        return -1;
+        return verr_set(err, 500, "corrupt PNG: %s", job->error);
     png_init_io(job->png, job->fp);
     png_read_info(job->png, job->info);
     /* Before png_read_update_info(), which allocates and clears a row of the declared width
      * (6 GB for a 57-byte file declaring 2^31-1 RGB pixels per row). */
     if (codec_src_check_area(png_get_image_width(job->png, job->info),
                              png_get_image_height(job->png, job->info), job->max_pixels,
-                             "PNG image", &job->too_large) < 0)
-        return READ_TOO_LARGE;
+                             "PNG image", err) < 0)
+        return -1;
     color_type = png_get_color_type(job->png, job->info);
     bit_depth = png_get_bit_depth(job->png, job->info);
     job->src_bit_depth = color_type == PNG_COLOR_TYPE_PALETTE ? 8 : bit_depth;
@@ -138,10 +136,8 @@ static int read_header(struct png_job *job)
     job->height = png_get_image_height(job->png, job->info);
     job->channels = png_get_channels(job->png, job->info);
     if (png_get_bit_depth(job->png, job->info) != 8 || job->channels < 1 || job->channels > 4 ||
-        png_get_rowbytes(job->png, job->info) != (size_t)job->width * (size_t)job->channels) {
-        snprintf(job->error, sizeof job->error, "unexpected PNG layout after conversion");
-        return -1;
-    }
+        png_get_rowbytes(job->png, job->info) != (size_t)job->width * (size_t)job->channels)
+        return verr_set(err, 500, "corrupt PNG: unexpected layout after conversion");
     return 0;
 }
 
@@ -156,15 +152,8 @@ int codec_png_probe(const char *path, uint64_t max_pixels, struct codec_info *in
 
     if (job_open(&job, path, max_pixels, err) < 0)
         return -1;
-    int hr = read_header(&job);
-    if (hr == READ_TOO_LARGE) {
-        *err = job.too_large;
+    if (read_header(&job, err) < 0)
         goto fail;
-    }
-    if (hr < 0) {
-        verr_set(err, 500, "corrupt PNG: %s", job.error);
-        goto fail;
-    }
     info->width = job.width;
     info->height = job.height;
     info->channels = job.channels;
@@ -223,15 +212,8 @@ int codec_png_decode(const char *path, const struct codec_info *info,
 
     if (job_open(&job, path, 0, err) < 0)
         return -1;
-    int hr = read_header(&job);
-    if (hr == READ_TOO_LARGE) {
-        *err = job.too_large;
+    if (read_header(&job, err) < 0)
         goto fail;
-    }
-    if (hr < 0) {
-        verr_set(err, 500, "corrupt PNG: %s", job.error);
-        goto fail;
-    }
     if (job.width != info->width || job.height != info->height || job.channels != info->channels) {
         verr_set(err, 500, "PNG source changed since it was probed");
         goto fail;
