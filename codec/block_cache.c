@@ -35,7 +35,7 @@ struct blk_header {
     uint32_t reserved;
 };
 
-#define MAX_TOKENS 256
+#define MAX_TOKENS 64 /* bits of the mask cpu_acquire hands back */
 
 struct block_cache {
     int dirfd;
@@ -44,7 +44,6 @@ struct block_cache {
     int ncpu;                 /* CPU tokens: cpu-<i>.tok, one per core */
     int tok_fd[MAX_TOKENS];
     struct block_cache_stats stats;
-    int last_decoded;
 };
 
 void block_cache_default_dir(char *out, size_t len)
@@ -111,11 +110,6 @@ void block_cache_close(struct block_cache *c)
     free(c);
 }
 
-int block_cache_last_decoded(const struct block_cache *c)
-{
-    return c ? c->last_decoded : 0;
-}
-
 void block_cache_stats(const struct block_cache *c, struct block_cache_stats *s)
 {
     if (c)
@@ -146,9 +140,9 @@ int block_cache_cpu_acquire(struct block_cache *c, int max, uint64_t *held)
 {
     *held = 0;
     if (!c)
-        return 1;
+        return max > 1 ? max : 1;
     int n = 0, start = (int)(getpid() % c->ncpu);
-    for (int i = 0; i < c->ncpu && n < max && i < 64; i++) {
+    for (int i = 0; i < c->ncpu && n < max; i++) {
         int k = (start + i) % c->ncpu;
         if (token_try(c, k, false)) {
             *held |= 1ull << k;
@@ -156,7 +150,7 @@ int block_cache_cpu_acquire(struct block_cache *c, int max, uint64_t *held)
         }
     }
     /* None free: every core is decoding; wait for ours (our share of the machine). */
-    if (n == 0 && start < 64 && token_try(c, start, true)) {
+    if (n == 0 && token_try(c, start, true)) {
         *held |= 1ull << start;
         n = 1;
     }
@@ -165,7 +159,7 @@ int block_cache_cpu_acquire(struct block_cache *c, int max, uint64_t *held)
 
 void block_cache_cpu_release(struct block_cache *c, uint64_t held)
 {
-    for (int k = 0; c && k < c->ncpu && k < 64; k++)
+    for (int k = 0; c && k < c->ncpu; k++)
         if (held & (1ull << k))
             (void)flock(c->tok_fd[k], LOCK_UN);
 }
@@ -224,9 +218,11 @@ static struct codec_image *crop(const unsigned char *px, uint32_t bw, int ch, ui
     return img;
 }
 
-/* Crop from the stored block <name>; 0 on success, 1 when absent or unusable. */
+/* Crop from the stored block <name>; 0 on success, 1 when absent or unusable, -1 (err set)
+ * when out of memory. */
 static int load(struct block_cache *c, const char *name, uint64_t check, uint32_t bw, uint32_t bh,
-                int ch, uint32_t x, uint32_t y, uint32_t w, uint32_t h, struct codec_image **out)
+                int ch, uint32_t x, uint32_t y, uint32_t w, uint32_t h, struct codec_image **out,
+                struct verr *err)
 {
     int fd = openat(c->dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0)
@@ -241,7 +237,7 @@ static int load(struct block_cache *c, const char *name, uint64_t check, uint32_
             if (hd->magic == BLK_MAGIC && hd->key_check == check && hd->w == bw && hd->h == bh &&
                 hd->channels == (uint32_t)ch) {
                 *out = crop((const unsigned char *)(hd + 1), bw, ch, x, y, w, h);
-                rc = *out ? 0 : -1;
+                rc = *out ? 0 : verr_set(err, 500, "out of memory for a %ux%u region", w, h);
             }
             munmap(map, need);
         }
@@ -361,9 +357,10 @@ static void store(struct block_cache *c, const char *name, uint64_t check,
 
 int block_cache_decode(struct block_cache *c, uint64_t source_key, const char *path,
                        const struct codec_info *info, const struct codec_decode_req *req,
-                       struct codec_image **out, struct verr *err)
+                       struct codec_image **out, enum codec_block_use *use, struct verr *err)
 {
     *out = NULL;
+    *use = CODEC_BLOCK_NONE;
     if (!c || (info->format != CODEC_FORMAT_JP2 && info->format != CODEC_FORMAT_J2K))
         return 1;
     int r = codec_src_pick_reduction((uint64_t)info->origin_x + req->x,
@@ -393,25 +390,24 @@ int block_cache_decode(struct block_cache *c, uint64_t source_key, const char *p
     snprintf(name, sizeof name, "%016llx.blk", (unsigned long long)check);
     snprintf(lockname, sizeof lockname, "%016llx.lock", (unsigned long long)check);
 
-    c->last_decoded = 0;
-    int rc = load(c, name, check, bw, bh, ch, x, y, w, h, out);
+    int rc = load(c, name, check, bw, bh, ch, x, y, w, h, out, err);
     if (rc <= 0) {
-        if (rc == 0)
+        if (rc == 0) {
             c->stats.hits++;
-        else
-            verr_set(err, 500, "out of memory for a %ux%u region", w, h);
+            *use = CODEC_BLOCK_HIT;
+        }
         return rc;
     }
     /* Miss: one worker decodes, the others wait for its file. */
     int lk = openat(c->dirfd, lockname, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (lk >= 0 && flock(lk, LOCK_EX) == 0) {
-        rc = load(c, name, check, bw, bh, ch, x, y, w, h, out);
+        rc = load(c, name, check, bw, bh, ch, x, y, w, h, out, err);
         if (rc <= 0) {
             close(lk);
-            if (rc == 0)
+            if (rc == 0) {
                 c->stats.waits++;
-            else
-                verr_set(err, 500, "out of memory for a %ux%u region", w, h);
+                *use = CODEC_BLOCK_HIT;
+            }
             return rc;
         }
     }
@@ -432,7 +428,7 @@ int block_cache_decode(struct block_cache *c, uint64_t source_key, const char *p
         *out = crop(block->px, bw, ch, x, y, w, h);
         if (*out) {
             store(c, name, check, block);
-            c->last_decoded = 1;
+            *use = CODEC_BLOCK_DECODED;
             rc = 0;
         }
     }

@@ -30,7 +30,8 @@ struct block_cache *block_cache_open(const char *dir, uint64_t max_bytes, uint32
 
 /* CPU tokens shared by all workers through the cache folder, one per core: take at least one
  * (waiting when none is free) and up to max; returns how many (= decode threads to use), with
- * *held to give back to block_cache_cpu_release(). With c NULL: 1, nothing held. */
+ * *held to give back to block_cache_cpu_release(). With c NULL (no cache, no tokens): max,
+ * nothing held. */
 int block_cache_cpu_acquire(struct block_cache *c, int max, uint64_t *held);
 void block_cache_cpu_release(struct block_cache *c, uint64_t held);
 void block_cache_close(struct block_cache *c);
@@ -42,14 +43,11 @@ void block_cache_default_dir(char *out, size_t len);
  * file's version (device, inode, size, mtime). Returns 0 with *out set, -1 with err set, or 1
  * when the request does not fit in one block (or the source is not JPEG 2000, or the block
  * could not be decoded): the caller then decodes the region itself. The pixels are exactly
- * those codec_decode() gives for the same region. */
+ * those codec_decode() gives for the same region. *use says how (for Server-Timing). */
 int block_cache_decode(struct block_cache *c, uint64_t source_key, const char *path,
                        const struct codec_info *info, const struct codec_decode_req *req,
-                       struct codec_image **out, struct verr *err);
+                       struct codec_image **out, enum codec_block_use *use, struct verr *err);
 
-/* Whether this process's last successful block_cache_decode() decoded its block (a miss)
- * rather than cutting the region from a stored one. */
-int block_cache_last_decoded(const struct block_cache *c);
 
 /* Counters of this process (for tests and /health). */
 struct block_cache_stats {

@@ -63,7 +63,7 @@ int codec_render(const char *path, const struct codec_info *info, const struct i
         return -1;
     /* Through the shared block cache when the region lies in one block, else directly. */
     int b = opts->blocks ? block_cache_decode(opts->blocks, opts->source_key, path, info, &req,
-                                              &img, err)
+                                              &img, &tm.block, err)
                          : 1;
     if (b < 0)
         goto done;
@@ -72,16 +72,12 @@ int codec_render(const char *path, const struct codec_info *info, const struct i
          * within the cores. */
         uint64_t held;
         struct codec_decode_req dreq = req;
-        dreq.threads = block_cache_cpu_acquire(opts->blocks, opts->threads > 1 ? opts->threads : 1, &held);
-        if (!opts->blocks)
-            dreq.threads = opts->threads;
+        dreq.threads = block_cache_cpu_acquire(opts->blocks, opts->threads, &held);
         int drc = codec_decode(path, info, &dreq, &img, err);
         block_cache_cpu_release(opts->blocks, held);
         if (drc < 0)
             goto done;
     }
-    if (b == 0)
-        tm.block = block_cache_last_decoded(opts->blocks) ? CODEC_BLOCK_DECODED : CODEC_BLOCK_HIT;
     t1 = t2 = now_ms();
     if (!img) {
         verr_set(err, 500, "render: decoder returned no image");
