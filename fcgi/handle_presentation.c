@@ -186,8 +186,7 @@ static void serve_object(const struct http_request *req, struct http_response *r
     /* An import committed between the two reads: the validators must be those of the object
      * actually loaded (one snapshot), not of the one looked up first. */
     if (obj->modified != modified) {
-        resp->headers_len = 0;
-        resp->headers[0] = '\0';
+        http_response_init(resp); /* nothing but these headers was set yet */
         if (object_headers(req, resp, version, pp, base, obj->modified)) {
             db_object_free(obj);
             return;
