@@ -595,6 +595,51 @@ static void pick_components(const opj_image_t *img, int channels, int sel[5], in
         sel[(*nsel)++] = alpha;
 }
 
+/* Whether output columns map one to one onto consecutive component columns (no sub-sampling
+ * to undo, nothing clamped at the edge). */
+static bool view_contiguous(const struct comp_view *v, uint32_t out_w)
+{
+    return out_w == 0 || ((uint64_t)v->xmap[0] + out_w <= v->w &&
+                          v->xmap[out_w - 1] == v->xmap[0] + out_w - 1);
+}
+
+/* convert() for what nearly every source is: grey or RGB (optionally with alpha), 8-bit
+ * samples, every component at full size. One component at a time, row by row, in a loop the
+ * compiler vectorizes: on a 1024x1024 block this is ~4x faster than the per-pixel path, and it
+ * runs while the other cores wait for the next decode. Returns false when it does not apply. */
+static bool convert_fast(const struct comp_view *views, const int *sel, int nsel,
+                         enum jp2_colour mode, int ncol, struct codec_image *dst)
+{
+    int channels = dst->channels;
+    uint32_t out_w = dst->w;
+    if (mode != JP2_GREY && mode != JP2_RGB)
+        return false;
+    for (int k = 0; k < nsel; k++)
+        if (sel[k] >= 0 && (views[k].prec != 8 || !view_contiguous(&views[k], out_w)))
+            return false;
+    for (int c = 0; c < channels; c++) {
+        /* Output channel c: colour k < ncol, or the alpha component (the last selected one). */
+        int k = c < ncol ? c : nsel - 1;
+        for (uint32_t j = 0; j < dst->h; j++) {
+            unsigned char *p = dst->px + (size_t)j * out_w * (size_t)channels + c;
+            if (sel[k] < 0) { /* no alpha component: opaque */
+                for (uint32_t i = 0; i < out_w; i++)
+                    p[(size_t)i * channels] = 255;
+                continue;
+            }
+            const OPJ_INT32 *src = views[k].data + views[k].ymap[j] + views[k].xmap[0];
+            /* Clamp before adding the signed offset: corrupt data may hold any int32. */
+            int32_t off = (int32_t)views[k].offset, lo = -off, hi = 255 - off;
+            for (uint32_t i = 0; i < out_w; i++) {
+                int32_t v = src[i];
+                v = v < lo ? lo : v > hi ? hi : v;
+                p[(size_t)i * channels] = (unsigned char)(v + off);
+            }
+        }
+    }
+    return true;
+}
+
 static int convert(const opj_image_t *img, const struct jp2_area *a, int channels,
                    struct codec_image **out, struct verr *err)
 {
@@ -621,6 +666,8 @@ static int convert(const opj_image_t *img, const struct jp2_area *a, int channel
         verr_set(err, 500, "out of memory for a %ux%u decoded region", out_w, out_h);
         goto fail;
     }
+    if (convert_fast(views, sel, nsel, mode, ncol, dst))
+        goto done;
     for (uint32_t j = 0; j < out_h; j++) {
         unsigned char *p = dst->px + (size_t)j * out_w * (size_t)channels;
         for (uint32_t i = 0; i < out_w; i++, p += channels) {
@@ -651,6 +698,7 @@ static int convert(const opj_image_t *img, const struct jp2_area *a, int channel
             }
         }
     }
+done:
     for (int k = 0; k < nviews; k++)
         if (sel[k] >= 0)
             view_free(&views[k]);
