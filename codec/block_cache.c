@@ -35,6 +35,7 @@ struct blk_header {
     uint32_t reserved;
 };
 
+#define BLOCK_MIN 256 /* smallest block side: the tile size most viewers ask for */
 #define MAX_TOKENS 64 /* bits of the mask cpu_acquire hands back */
 
 struct block_cache {
@@ -174,6 +175,24 @@ struct axis {
     uint32_t full0, len; /* the block as a region of the image, full resolution */
     uint64_t index;      /* which block along this axis */
 };
+
+/* The block grid at level r. A block decode is what the first tile of a block waits for, so
+ * its cost is bounded, not just its size: a block never covers more than block_size x
+ * block_size pixels of the full-resolution image (at level r, block_size >> r, but at least
+ * BLOCK_MIN: the same compressed data, and the same decode time, at every level), and an
+ * untiled source's full-resolution blocks are half as tall. Decoding a region of an untiled
+ * JPEG 2000 pays code-block and wavelet margins on every side, where a tiled source's blocks
+ * line up with its tiles: a 1024x1024 block at full resolution costs about 3x as much there
+ * (docs/performance.md has the measurements). */
+static void block_shape(const struct block_cache *c, const struct codec_info *info, int r,
+                        uint32_t *w, uint32_t *h)
+{
+    uint32_t min = c->block < BLOCK_MIN ? c->block : BLOCK_MIN;
+    uint32_t side = r < 31 ? c->block >> r : 0;
+    *w = *h = side < min ? min : side;
+    if (r == 0 && info->tile_w == 0 && *h / 2 >= min)
+        *h /= 2;
+}
 
 static int block_axis(uint64_t o, uint64_t size, uint32_t x, uint32_t w, int r, uint32_t block,
                       struct axis *a)
@@ -367,10 +386,18 @@ int block_cache_decode(struct block_cache *c, uint64_t source_key, const char *p
                                      (uint64_t)info->origin_y + req->y, req->w, req->h,
                                      req->want_w, req->want_h, info->levels);
     struct axis ax, ay;
-    if (block_axis(info->origin_x, info->width, req->x, req->w, r, c->block, &ax) < 0 ||
-        block_axis(info->origin_y, info->height, req->y, req->h, r, c->block, &ay) < 0) {
-        c->stats.bypassed++;
-        return 1;
+    uint32_t sw, sh;
+    block_shape(c, info, r, &sw, &sh);
+    /* A request bigger than the level's block (a viewer using large tiles) gets the smallest
+     * larger block that holds it, up to block_size. */
+    while (block_axis(info->origin_x, info->width, req->x, req->w, r, sw, &ax) < 0 ||
+           block_axis(info->origin_y, info->height, req->y, req->h, r, sh, &ay) < 0) {
+        if (sw >= c->block && sh >= c->block) {
+            c->stats.bypassed++;
+            return 1;
+        }
+        sw = sw < c->block ? sw * 2 : sw;
+        sh = sh < c->block ? sh * 2 : sh;
     }
     uint32_t bw = (uint32_t)(ax.hi - ax.lo), bh = (uint32_t)(ay.hi - ay.lo);
     /* The decoder must pick the same level for the block as for the request, or the pixels
@@ -385,7 +412,7 @@ int block_cache_decode(struct block_cache *c, uint64_t source_key, const char *p
     uint32_t w = (uint32_t)(ax.p1 - ax.p0), h = (uint32_t)(ay.p1 - ay.p0);
     int ch = info->channels;
     uint64_t check = mix(mix(mix(mix(source_key, (uint64_t)r), ax.index), ay.index),
-                         (uint64_t)ch << 32 | c->block);
+                         (uint64_t)ch << 32 | (uint64_t)sw << 16 | sh);
     char name[64], lockname[64];
     snprintf(name, sizeof name, "%016llx.blk", (unsigned long long)check);
     snprintf(lockname, sizeof lockname, "%016llx.lock", (unsigned long long)check);

@@ -103,9 +103,24 @@ for ident in ("lossless.jp2", "lossy.jp2", "tiled.jp2"):
 
 total, per_worker = health_sum()
 print("block cache counters:", per_worker)
-# Blocks are BLOCK px at the decoded level, per image: at sf 1 ceil(W/B) x ceil(H/B), at sf 4
-# the same over the level's ceil(W/4) x ceil(H/4).
-want_blocks = 3 * (-(-W // BLOCK) * -(-H // BLOCK) + -(-(-(-W // 4)) // BLOCK) * -(-(-(-H // 4)) // BLOCK))
+
+
+def block_grid(r, tiled):
+    """The block shape at level r (architecture.md): a block covers at most BLOCK x BLOCK pixels
+    of the full image (BLOCK >> r at level r, at least 256); an untiled source's full-resolution
+    blocks are half as tall."""
+    side = max(256, BLOCK >> r)
+    return side, (side // 2 if r == 0 and not tiled else side)
+
+
+def blocks_of(r, tiled):
+    bw, bh = block_grid(r, tiled)
+    lw, lh = -(-W // (1 << r)), -(-H // (1 << r))
+    return -(-lw // bw) * -(-lh // bh)
+
+
+want_blocks = sum(blocks_of(r, ident == "tiled.jp2")
+                  for ident in ("lossless.jp2", "lossy.jp2", "tiled.jp2") for r in (0, 2))
 t.check(total.get("misses", 0) == want_blocks,
         "each block was decoded once across both workers (%d misses, want %d)" % (total.get("misses", 0), want_blocks))
 tiles_total = 3 * (len(tiles(1)) + len(tiles(4)))
