@@ -104,11 +104,6 @@ void source_cache_free(struct source_cache *c)
     free(c);
 }
 
-static bool stamp_equal(const struct source_stamp *a, const struct source_stamp *b)
-{
-    return a->dev == b->dev && a->ino == b->ino && a->size == b->size && a->mtime_ns == b->mtime_ns;
-}
-
 /* Remove an (already cleared) slot by moving the last entry into it. */
 static void drop_slot(struct source_cache *c, struct entry *slot)
 {
@@ -120,15 +115,31 @@ static void drop_slot(struct source_cache *c, struct entry *slot)
     }
 }
 
+int source_stamp_read(const char *path, struct source_stamp *out)
+{
+    struct stat st;
+    if (stat(path, &st) < 0)
+        return -1;
+    memset(out, 0, sizeof *out);
+    out->dev = st.st_dev;
+    out->ino = st.st_ino;
+    out->size = st.st_size;
+    out->mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+    return 0;
+}
+
+bool source_stamp_equal(const struct source_stamp *a, const struct source_stamp *b)
+{
+    return a->dev == b->dev && a->ino == b->ino && a->size == b->size && a->mtime_ns == b->mtime_ns;
+}
+
 int source_cache_get(struct source_cache *c, const char *path, uint64_t max_pixels,
                      const struct codec_info **info, struct source_stamp *stamp,
                      struct verr *err)
 {
-    struct stat st;
-    if (stat(path, &st) < 0)
+    struct source_stamp now;
+    if (source_stamp_read(path, &now) < 0)
         return verr_set(err, 404, "no image with this identifier");
-    struct source_stamp now = {st.st_dev, st.st_ino, st.st_size,
-                               (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec};
     c->tick++;
     /* A linear scan: the cache is small (hundreds), and a string compare per entry is cheaper
      * than the header parse it saves by orders of magnitude. */
@@ -137,7 +148,7 @@ int source_cache_get(struct source_cache *c, const char *path, uint64_t max_pixe
         struct entry *e = &c->entries[i];
         if (strcmp(e->path, path) != 0)
             continue;
-        if (stamp_equal(&e->stamp, &now)) {
+        if (source_stamp_equal(&e->stamp, &now)) {
             e->used = c->tick;
             *info = &e->info;
             *stamp = now;

@@ -3,6 +3,7 @@
 #ifndef VELLUM_SOURCE_CACHE_H
 #define VELLUM_SOURCE_CACHE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -23,6 +24,10 @@ struct source_stamp {
     off_t size;
     int64_t mtime_ns;
 };
+
+/* The stamp of the file at path now (stat); -1 when it cannot be read. */
+int source_stamp_read(const char *path, struct source_stamp *out);
+bool source_stamp_equal(const struct source_stamp *a, const struct source_stamp *b);
 
 struct source_cache;
 

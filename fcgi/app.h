@@ -13,6 +13,7 @@
 
 struct source_cache;
 struct block_cache;
+struct tile_store;
 struct db;
 
 struct app {
@@ -20,6 +21,8 @@ struct app {
     struct source_cache *sources; /* parsed source headers, created on first use */
     struct block_cache *blocks; /* decoded blocks shared by the workers, opened on first use */
     bool blocks_failed;      /* it could not be opened (logged once): serve without it */
+    struct tile_store *tiles; /* images kept as files for the web server, opened on first use */
+    bool tiles_failed;       /* it could not be opened (logged once): serve without it */
     struct db *db;           /* the catalogue, opened read-only on first use (Presentation API) */
     dev_t db_dev;            /* which file db is: reopened when the path names another file */
     ino_t db_ino;
@@ -46,7 +49,7 @@ void handle_presentation(struct app *app, const struct http_request *req,
                          struct http_response *resp);
 /* Close the catalogue handle_presentation opened; for a worker that stops (leak checkers). */
 void handle_presentation_release(struct app *app);
-/* Close the block cache handle_image opened. */
+/* Close the block cache and tile store handle_image opened. */
 void handle_image_release(struct app *app);
 
 #endif

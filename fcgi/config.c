@@ -63,9 +63,15 @@ static const struct key keys[] = {
     {"block_cache_mb", NUM(block_cache_mb, 0, 1048576), "256",
      "decoded JPEG 2000 blocks shared by the workers (see docs/performance.md), in MB; 0 = off"},
     {"block_size", NUM(block_size, 64, 8192), "1024",
-     "side of a cached block, in pixels of the decoded level (bigger: fewer decodes, slower first tile)"},
+     "a cached block covers at most this many pixels of the full image per side (bigger: fewer "
+     "decodes, slower first tile of a block)"},
     {"block_cache_dir", STR(block_cache_dir), "",
      "folder of the block cache (tmpfs is best); empty = /dev/shm/vellum-<uid>"},
+    {"tile_store_dir", STR(tile_store_dir), "",
+     "keep every image made for a GET as a file here, for the web server to send itself "
+     "(docs/deploy.md); empty = off"},
+    {"tile_store_mb", NUM(tile_store_mb, 1, 16777216), "4096",
+     "cap of the tile store in MB; past it the oldest files are removed down to 3/4"},
     {"jpeg_quality", NUM(jpeg_quality, 1, 100), "85", "JPEG output quality, 1..100"},
     {"decode_threads", NUM(decode_threads, 1, 64), "1",
      "OpenJPEG threads per direct decode, given only cores no other decode holds (block decodes "

@@ -34,8 +34,10 @@ struct vellum_config {
     long max_request_memory_mb;   /* refuse requests estimated to need more; 0 = none */
     long request_timeout_ms;      /* wall-clock limit per request; 0 = none */
     long block_cache_mb;          /* decoded-block cache shared by workers; 0 = off */
-    long block_size;              /* block side in pixels at the decoded level */
+    long block_size;              /* most a block covers, pixels of the full image per side */
     char block_cache_dir[1024];   /* "" = block_cache_default_dir() */
+    char tile_store_dir[1024];    /* images kept as files for the web server; "" = off */
+    long tile_store_mb;           /* cap of the tile store */
     long jpeg_quality;
     long decode_threads;          /* OpenJPEG threads per decode */
     long cache_max_age;           /* Cache-Control max-age (seconds) for images and info.json */

@@ -3,6 +3,7 @@
  * The debug routes exist only when debug_routes = true. */
 #include "app.h"
 #include "block_cache.h"
+#include "tile_store.h"
 
 #include <cjson/cJSON.h>
 #include <stdio.h>
@@ -31,8 +32,18 @@ void handle_health(struct app *app, const struct http_request *req, struct http_
             cJSON_AddNumberToObject(b, "misses", (double)bs.misses) &&
             cJSON_AddNumberToObject(b, "stored", (double)bs.stored) &&
             cJSON_AddNumberToObject(b, "evicted", (double)bs.evicted) &&
-            cJSON_AddNumberToObject(b, "bypassed", (double)bs.bypassed))
-            text = cJSON_PrintUnformatted(o);
+            cJSON_AddNumberToObject(b, "bypassed", (double)bs.bypassed)) {
+            /* This worker's tile store counters; bytes is the whole store's size. */
+            struct tile_store_stats ts;
+            tile_store_stats(app->tiles, &ts);
+            cJSON *t = cJSON_AddObjectToObject(o, "tile_store");
+            if (t && cJSON_AddBoolToObject(t, "enabled", app->cfg->tile_store_dir[0] && !app->tiles_failed) &&
+                cJSON_AddNumberToObject(t, "stored", (double)ts.stored) &&
+                cJSON_AddNumberToObject(t, "evicted", (double)ts.evicted) &&
+                cJSON_AddNumberToObject(t, "invalidated", (double)ts.invalidated) &&
+                cJSON_AddNumberToObject(t, "bytes", (double)ts.bytes))
+                text = cJSON_PrintUnformatted(o);
+        }
     }
     cJSON_Delete(o);
     if (!text) {

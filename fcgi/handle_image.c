@@ -16,6 +16,7 @@
 #include "manifest.h"
 #include "block_cache.h"
 #include "source_cache.h"
+#include "tile_store.h"
 
 #define SOURCE_CACHE_ENTRIES 256
 
@@ -48,10 +49,65 @@ static struct block_cache *blocks(struct app *app)
     return app->blocks;
 }
 
+/* The tile store, opened on first use; NULL when off or unusable (logged once). */
+static struct tile_store *tiles(struct app *app)
+{
+    if (app->tiles || app->tiles_failed || !app->cfg->tile_store_dir[0])
+        return app->tiles;
+    struct verr err;
+    app->tiles = tile_store_open(app->cfg->tile_store_dir, (uint64_t)app->cfg->tile_store_mb << 20,
+                                 &err);
+    if (!app->tiles) {
+        app->tiles_failed = true;
+        log_msg(LOG_LEVEL_WARN, "serving without the tile store: %s", err.msg);
+    }
+    return app->tiles;
+}
+
 void handle_image_release(struct app *app)
 {
     block_cache_close(app->blocks);
     app->blocks = NULL;
+    tile_store_close(app->tiles);
+    app->tiles = NULL;
+}
+
+/* The request path as the web server sees it, and its identifier's folder (the path without
+ * its last `drop` segments), for a GET without a query string; false for anything else. */
+static bool store_paths(const struct http_request *req, int drop, char *path, size_t path_len,
+                        char *id_dir, size_t id_len)
+{
+    if (strcmp(req->method, "GET") != 0 || strchr(req->uri, '?'))
+        return false;
+    size_t n = strlen(req->uri);
+    if (n >= path_len || n >= id_len)
+        return false;
+    memcpy(path, req->uri, n + 1);
+    memcpy(id_dir, req->uri, n + 1);
+    for (int i = 0; i < drop; i++) {
+        char *slash = strrchr(id_dir, '/');
+        if (!slash || slash == id_dir)
+            return false;
+        *slash = '\0';
+    }
+    return true;
+}
+
+/* With a tile store: forget what it holds for this identifier if it was made from another
+ * file (every info.json and every image Vellum makes checks), then keep this image (body, for
+ * a GET) as a file, unless the source changed while it was being made. */
+static void store_image(struct app *app, const struct http_request *req, int drop,
+                        const char *src_path, const struct source_stamp *stamp,
+                        const unsigned char *body, size_t len)
+{
+    struct tile_store *s = tiles(app);
+    char path[4096], id_dir[4096];
+    if (!s || !store_paths(req, drop, path, sizeof path, id_dir, sizeof id_dir) ||
+        !tile_store_path_ok(path) || tile_store_check(s, id_dir, stamp, sizeof *stamp) < 0 || !body)
+        return;
+    struct source_stamp now;
+    if (source_stamp_read(src_path, &now) == 0 && source_stamp_equal(&now, stamp))
+        (void)tile_store_put(s, path, body, len);
 }
 
 static void serve_info(struct app *app, const struct http_request *req, struct http_response *resp,
@@ -214,6 +270,8 @@ static void serve_image(struct app *app, const struct http_request *req, struct 
     size_t len = call.len;
     snprintf(resp->content_type, sizeof resp->content_type, "%s", iiif_format_mime(plan.format));
     http_body_take(resp, bytes, len);
+    /* region/size/rotation/quality.format follow the identifier */
+    store_image(app, req, 4, path, stamp, resp->body, resp->body_len);
 }
 
 void handle_image(struct app *app, const struct http_request *req, struct http_response *resp)
@@ -263,6 +321,7 @@ void handle_image(struct app *app, const struct http_request *req, struct http_r
         http_header_add(resp, "Location", "%s/info.json", base_id);
         break;
     case IIIF_TARGET_INFO:
+        store_image(app, req, 1, path, &stamp, NULL, 0); /* a viewer's first request: check */
         serve_info(app, req, resp, v, base_id, src, &stamp);
         break;
     case IIIF_TARGET_IMAGE:
