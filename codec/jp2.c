@@ -5,12 +5,15 @@
  * interleaved G, GA, RGB or RGBA. Every call gets its own codec and stream. */
 #include "source_internal.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <openjpeg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/types.h>
+#include <unistd.h>
 
 /* OpenJPEG reports through callbacks; the first error is what the client gets to read. */
 struct jp2_log {
@@ -98,12 +101,9 @@ static uint64_t be64(const unsigned char *p);
  * 3-component image of 87,000 tiles (300,000 px square at 1024 px tiles). */
 #define MAX_TILE_COMPONENTS (1u << 18)
 
-static int check_siz(const char *path, enum codec_format format, struct verr *err)
+static int check_siz(FILE *fp, enum codec_format format, struct verr *err)
 {
-    FILE *fp = codec_src_open(path, err);
     unsigned char b[64];
-    if (!fp)
-        return -1;
     if (format == CODEC_FORMAT_JP2) {
         /* Walk the top-level boxes to the contiguous codestream box. */
         for (int i = 0; i < 1024; i++) {
@@ -129,7 +129,6 @@ static int check_siz(const char *path, enum codec_format format, struct verr *er
         goto unknown;
     uint64_t xs = be32(b + 8), ys = be32(b + 12), xt = be32(b + 24), yt = be32(b + 28);
     uint64_t xto = be32(b + 32), yto = be32(b + 36), comps = be16(b + 40);
-    fclose(fp);
     if (xt == 0 || yt == 0 || xto >= xs || yto >= ys)
         return 0; /* malformed: OpenJPEG's own SIZ checks reject it without allocating */
     uint64_t tiles = ((xs - xto + xt - 1) / xt) * ((ys - yto + yt - 1) / yt);
@@ -141,8 +140,83 @@ static int check_siz(const char *path, enum codec_format format, struct verr *er
     return 0;
 unknown:
     /* Not where we expected it: let OpenJPEG report what is wrong. */
-    fclose(fp);
     return 0;
+}
+
+/* OpenJPEG's stream over the source file, read with pread at a position of our own.
+ * opj_stream_create_default_file_stream() buffers 1 MB per read, and OpenJPEG seeks from
+ * tile-part header to tile-part header: decoding one 1024x1024 tile of a 4.5 MB file with
+ * tile-parts by resolution read 8.3 MB. With a small buffer, reads bigger than it (tile data)
+ * go straight to OpenJPEG's memory and each seek costs at most one buffer. Measured (whole
+ * `vellum render` processes, median of 15): a 256-pixel tile of that file 13.7 -> 11.7 ms, a
+ * whole 1024 tile 38.1 -> 36.1 ms; 16 KB beat 64 KB slightly. */
+#define STREAM_BUFFER (16 * 1024)
+
+struct file_stream {
+    FILE *fp; /* owned; only its descriptor is read */
+    uint64_t size, pos;
+};
+
+static OPJ_SIZE_T fs_read(void *buf, OPJ_SIZE_T n, void *user)
+{
+    struct file_stream *fs = user;
+    size_t got = 0;
+    while (got < n && fs->pos < fs->size) {
+        ssize_t r = pread(fileno(fs->fp), (unsigned char *)buf + got, n - got, (off_t)fs->pos);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        got += (size_t)r;
+        fs->pos += (uint64_t)r;
+    }
+    return got ? got : (OPJ_SIZE_T)-1;
+}
+
+static OPJ_OFF_T fs_skip(OPJ_OFF_T n, void *user)
+{
+    struct file_stream *fs = user;
+    if (n < 0 ? (uint64_t)-n > fs->pos : (uint64_t)n > UINT64_MAX / 2 - fs->pos)
+        return -1;
+    fs->pos = n < 0 ? fs->pos - (uint64_t)-n : fs->pos + (uint64_t)n;
+    return n;
+}
+
+static OPJ_BOOL fs_seek(OPJ_OFF_T off, void *user)
+{
+    struct file_stream *fs = user;
+    if (off < 0)
+        return OPJ_FALSE;
+    fs->pos = (uint64_t)off;
+    return OPJ_TRUE;
+}
+
+static void fs_free(void *user)
+{
+    struct file_stream *fs = user;
+    fclose(fs->fp);
+    free(fs);
+}
+
+/* A stream over fp, which it owns from here on (closed with the stream, or now on failure). */
+static opj_stream_t *file_stream_new(FILE *fp)
+{
+    struct stat st;
+    struct file_stream *fs = NULL;
+    opj_stream_t *stream = NULL;
+    if (fstat(fileno(fp), &st) < 0 || st.st_size < 0 || !(fs = malloc(sizeof *fs)) ||
+        !(stream = opj_stream_create(STREAM_BUFFER, OPJ_TRUE))) {
+        free(fs);
+        fclose(fp);
+        return NULL;
+    }
+    *fs = (struct file_stream){fp, (uint64_t)st.st_size, 0};
+    opj_stream_set_user_data(stream, fs, fs_free);
+    opj_stream_set_user_data_length(stream, fs->size);
+    opj_stream_set_read_function(stream, fs_read);
+    opj_stream_set_skip_function(stream, fs_skip);
+    opj_stream_set_seek_function(stream, fs_seek);
+    return stream;
 }
 
 static int reader_open(struct jp2_reader *rd, const char *path, enum codec_format format,
@@ -151,11 +225,16 @@ static int reader_open(struct jp2_reader *rd, const char *path, enum codec_forma
     opj_dparameters_t params;
 
     memset(rd, 0, sizeof *rd);
-    if (check_siz(path, format, err) < 0)
+    FILE *fp = codec_src_open(path, err);
+    if (!fp)
         return -1;
-    rd->stream = opj_stream_create_default_file_stream(path, OPJ_TRUE);
+    if (check_siz(fp, format, err) < 0) {
+        fclose(fp);
+        return -1;
+    }
+    rd->stream = file_stream_new(fp);
     if (!rd->stream) {
-        verr_set(err, 404, "source image not found");
+        verr_set(err, 500, "out of memory for a JPEG 2000 stream");
         goto fail;
     }
     rd->codec = opj_create_decompress(format == CODEC_FORMAT_JP2 ? OPJ_CODEC_JP2 : OPJ_CODEC_J2K);
