@@ -72,42 +72,42 @@ void handle_image_release(struct app *app)
     app->tiles = NULL;
 }
 
-/* The request path as the web server sees it, and its identifier's folder (the path without
- * its last `drop` segments), for a GET without a query string; false for anything else. */
-static bool store_paths(const struct http_request *req, int drop, char *path, size_t path_len,
-                        char *id_dir, size_t id_len)
-{
-    if (strcmp(req->method, "GET") != 0 || strchr(req->uri, '?'))
-        return false;
-    size_t n = strlen(req->uri);
-    if (n >= path_len || n >= id_len)
-        return false;
-    memcpy(path, req->uri, n + 1);
-    memcpy(id_dir, req->uri, n + 1);
-    for (int i = 0; i < drop; i++) {
-        char *slash = strrchr(id_dir, '/');
-        if (!slash || slash == id_dir)
-            return false;
-        *slash = '\0';
-    }
-    return true;
-}
-
 /* With a tile store: forget what it holds for this identifier if it was made from another
- * file (every info.json and every image Vellum makes checks), then keep this image (body, for
- * a GET) as a file, unless the source changed while it was being made. */
+ * file (every info.json and every image Vellum makes for a GET or HEAD checks), then keep this
+ * image (body) as a file, for a GET without a query string whose path needs no decoding,
+ * unless the source changed while it was being made. The store is keyed by the path as nginx
+ * decodes it ($uri): "a%2Fb.jp2" and "a/b.jp2" name the same files, so the check uses the
+ * decoded path. `drop` is how many segments follow the identifier. */
 static void store_image(struct app *app, const struct http_request *req, int drop,
                         const char *src_path, const struct source_stamp *stamp,
                         const unsigned char *body, size_t len)
 {
     struct tile_store *s = tiles(app);
-    char path[4096], id_dir[4096];
-    if (!s || !store_paths(req, drop, path, sizeof path, id_dir, sizeof id_dir) ||
-        !tile_store_path_ok(path) || tile_store_check(s, id_dir, stamp, sizeof *stamp) < 0 || !body)
+    if (!s || (strcmp(req->method, "GET") != 0 && !req->is_head))
         return;
+    const char *q = strchr(req->uri, '?');
+    size_t raw_len = q ? (size_t)(q - req->uri) : strlen(req->uri);
+    struct verr err;
+    char *path = iiif_percent_decode(req->uri, raw_len, &err);
+    if (!path)
+        return;
+    bool as_sent = strlen(path) == raw_len && memcmp(path, req->uri, raw_len) == 0;
+    char id_dir[4096];
+    snprintf(id_dir, sizeof id_dir, "%s", path);
+    for (int i = 0; i < drop; i++) {
+        char *slash = strrchr(id_dir, '/');
+        if (!slash || slash == id_dir) {
+            id_dir[0] = '\0';
+            break;
+        }
+        *slash = '\0';
+    }
     struct source_stamp now;
-    if (source_stamp_read(src_path, &now) == 0 && source_stamp_equal(&now, stamp))
+    if (strlen(path) < sizeof id_dir && tile_store_check(s, id_dir, stamp, sizeof *stamp) == 0 &&
+        body && !q && as_sent && !req->is_head && tile_store_path_ok(path) &&
+        source_stamp_read(src_path, &now) == 0 && source_stamp_equal(&now, stamp))
         (void)tile_store_put(s, path, body, len);
+    free(path);
 }
 
 static void serve_info(struct app *app, const struct http_request *req, struct http_response *resp,

@@ -90,12 +90,15 @@ struct tile_store *tile_store_open(const char *dir, uint64_t max_bytes, struct v
     void *map = MAP_FAILED;
     struct stat st;
 
-    if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
+    bool created = mkdir(dir, 0755) == 0;
+    if (!created && errno != EEXIST) {
         verr_set(err, 500, "cannot create the tile store %s: %s", dir, strerror(errno));
         goto fail;
     }
     fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0 || fstat(fd, &st) < 0) {
+    /* A folder we made is 0755 whatever the umask: nginx's user must enter it. One that was
+     * there keeps the mode its owner gave it. */
+    if (fd < 0 || (created && fchmod(fd, 0755) < 0) || fstat(fd, &st) < 0) {
         verr_set(err, 500, "cannot open the tile store %s: %s", dir, strerror(errno));
         goto fail;
     }

@@ -1,11 +1,13 @@
 /* test_fcgi.c: the pure parts of fcgi/: configuration keys, request parsing, base URLs,
- * query parameters, JSON errors and response serialisation. */
+ * query parameters, JSON errors, response serialisation and which request paths the tile
+ * store may keep as files. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "check.h"
 #include "config.h"
 #include "http.h"
+#include "tile_store.h"
 
 static void test_config(void)
 {
@@ -222,11 +224,76 @@ static void test_response(void)
     http_response_clear(&resp);
 }
 
+/* A request path becomes a file only when nginx's decoded $uri is the same string and names
+ * no other file: plain characters, no empty or dot-leading segment, bounded length and depth. */
+static void test_tile_store_path(void)
+{
+    static const char *const good[] = {
+        "/iiif/3/a.jp2/0,0,256,256/256,/0/default.jpg",
+        "/iiif/3/a.jp2/full/!400,400/0/default.jpg",
+        "/iiif/3/a.jp2/full/^max/0/default.png",
+        "/iiif/2/x/pct:10,10,20,20/full/0/default.jpg",
+        "/iiif/3/a-b_c~d+e=f@g.jp2/full/max/!90/gray.png",
+        "/a",
+    };
+    for (size_t i = 0; i < sizeof good / sizeof *good; i++)
+        CHECK_MSG(tile_store_path_ok(good[i]), "should be accepted: %s", good[i]);
+
+    /* Segments shorter than 200 bytes, at most 16 of them. */
+    char seg199[256], seg200[256], deep16[64], deep17[64];
+    for (int len = 199; len <= 200; len++) {
+        char *buf = len == 199 ? seg199 : seg200;
+        strcpy(buf, "/iiif/3/");
+        memset(buf + 8, 'a', (size_t)len);
+        strcpy(buf + 8 + len, "/full/max/0/default.jpg");
+    }
+    CHECK_INT(strlen(seg200), strlen(seg199) + 1);
+    CHECK_MSG(tile_store_path_ok(seg199), "a 199-byte segment is accepted");
+    CHECK_MSG(!tile_store_path_ok(seg200), "a 200-byte segment is refused");
+    deep16[0] = '\0';
+    for (int i = 0; i < 16; i++)
+        strcat(deep16, "/s");
+    strcpy(deep17, deep16);
+    strcat(deep17, "/s");
+    CHECK_MSG(tile_store_path_ok(deep16), "16 segments are accepted: %s", deep16);
+    CHECK_MSG(!tile_store_path_ok(deep17), "17 segments are refused: %s", deep17);
+
+    static const char *const bad[] = {
+        "",
+        "/",
+        "iiif/3/a.jp2/full/max/0/default.jpg",          /* no leading slash */
+        "/iiif/3/sub%2Fa.jp2/full/max/0/default.jpg",   /* an escape: $uri differs */
+        "/iiif/3/a%2Ejp2/full/max/0/default.jpg",
+        "/iiif/3/../a.jp2/full/max/0/default.jpg",      /* a .. segment */
+        "/iiif/3/a.jp2/full/max/0/..",
+        "/iiif/3/./a.jp2/full/max/0/default.jpg",
+        "/iiif/3/.hidden/full/max/0/default.jpg",       /* a dot-leading segment */
+        "/.vellum/stamps/x",
+        "/iiif/3//a.jp2/full/max/0/default.jpg",        /* an empty segment */
+        "//iiif/3/a.jp2/full/max/0/default.jpg",
+        "/iiif/3/a.jp2/full/max/0/",                    /* a trailing slash */
+        "/iiif/3/a b.jp2/full/max/0/default.jpg",       /* a space */
+        "/iiif/3/a\\b.jp2/full/max/0/default.jpg",      /* a backslash */
+        "/iiif/3/caf\xc3\xa9.jp2/full/max/0/default.jpg", /* non-ASCII bytes */
+        "/iiif/3/a\x7f.jp2/full/max/0/default.jpg",
+        "/iiif/3/a\t.jp2/full/max/0/default.jpg",
+        "/iiif/3/a.jp2/full/max/0/default.jpg?x=1",     /* a query string */
+        "/iiif/3/a.jp2/full/max/0/default.jpg#f",
+        "/iiif/3/a;b.jp2/full/max/0/default.jpg",
+        "/iiif/3/a*.jp2/full/max/0/default.jpg",
+        "/iiif/3/a\".jp2/full/max/0/default.jpg",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+        CHECK_MSG(!tile_store_path_ok(bad[i]), "should be refused: %s", bad[i]);
+    CHECK(!tile_store_path_ok(NULL));
+}
+
 int main(void)
 {
     test_config();
     test_request();
     test_base_url();
     test_response();
+    test_tile_store_path();
     return CHECK_DONE();
 }
