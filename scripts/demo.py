@@ -182,11 +182,17 @@ def main():
     make_www(photos)
     db = make_catalogue(photos)
     os.makedirs(DEMO, exist_ok=True)
+    # The tile store of docs/deploy.md: tiles Vellum made once are files nginx sends itself.
+    # Emptied at every start, so the demo also shows first decodes.
+    store = os.path.join(DEMO, "tiles")
+    shutil.rmtree(store, ignore_errors=True)
     v = harness.Vellum(DEMO, listen="127.0.0.1:%d" % harness.free_port(),
-                       args=["--image-root", IMAGES, "--database", db], env={"VELLUM_LOG_LEVEL": "info"})
+                       args=["--image-root", IMAGES, "--database", db, "--tile-store-dir", store],
+                       env={"VELLUM_LOG_LEVEL": "info"})
     if harness.port_open(PORT):
         sys.exit("demo: port %d is taken; set VELLUM_DEMO_PORT to another one" % PORT)
-    n = harness.Nginx(DEMO, v.fastcgi_address, www=WWW, port=PORT)
+    n = harness.Nginx(DEMO, v.fastcgi_address, www=WWW, port=PORT, template_name="nginx-store",
+                      values={"STORE_DIR": store})
     base = "http://127.0.0.1:%d" % PORT
     print("""
 Vellum demo is running (Ctrl-C stops it).
@@ -200,8 +206,9 @@ Vellum demo is running (Ctrl-C stops it).
   in UV            %(b)s/viewers/uv.html?manifest=%(b)s/presentation/3/%(m)s/manifest
   image info       %(b)s/iiif/3/chart.jp2/info.json
   a tile           %(b)s/iiif/3/chart.jp2/0,0,512,512/256,/0/default.jpg
-  access log       %(log)s
-""" % {"b": base, "log": v.log_path, "m": "album" if len(photos) >= 2 else "chart"}, flush=True)
+  access log       %(log)s  (tiles sent from the tile store do not reach Vellum)
+  tile store       %(store)s
+""" % {"b": base, "log": v.log_path, "store": store, "m": "album" if len(photos) >= 2 else "chart"}, flush=True)
     stop = []
     signal.signal(signal.SIGINT, lambda *a: stop.append(1))
     signal.signal(signal.SIGTERM, lambda *a: stop.append(1))
