@@ -14,6 +14,7 @@
 struct source_cache;
 struct block_cache;
 struct tile_store;
+struct pending_store;
 struct db;
 
 struct app {
@@ -23,6 +24,7 @@ struct app {
     bool blocks_failed;      /* it could not be opened (logged once): serve without it */
     struct tile_store *tiles; /* images kept as files for the web server, opened on first use */
     bool tiles_failed;       /* it could not be opened (logged once): serve without it */
+    struct pending_store *pending; /* an image to store once its response is out */
     struct db *db;           /* the catalogue, opened read-only on first use (Presentation API) */
     dev_t db_dev;            /* which file db is: reopened when the path names another file */
     ino_t db_ino;
@@ -51,5 +53,7 @@ void handle_presentation(struct app *app, const struct http_request *req,
 void handle_presentation_release(struct app *app);
 /* Close the block cache and tile store handle_image opened. */
 void handle_image_release(struct app *app);
+/* Work a response left for after it was sent (an image to put in the tile store). */
+void handle_image_after_response(struct app *app);
 
 #endif

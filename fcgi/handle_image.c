@@ -64,8 +64,32 @@ static struct tile_store *tiles(struct app *app)
     return app->tiles;
 }
 
+/* An image to put in the tile store once its response is out (handle_image_after_response):
+ * writing a file costs a fraction of a millisecond on a disk file system, which the client of a
+ * cold tile need not wait for. */
+struct pending_store {
+    char *path;        /* the file, relative to the store: "<id_dir>/<p1>_<p2>_<p3>_<p4>" */
+    size_t id_len;     /* path[0, id_len) is the identifier's folder */
+    char *src_path;    /* the source file, to see that it did not change meanwhile */
+    struct source_stamp stamp;
+    unsigned char *body;
+    size_t len;
+};
+
+static void pending_free(struct pending_store *p)
+{
+    if (!p)
+        return;
+    free(p->path);
+    free(p->src_path);
+    free(p->body);
+    free(p);
+}
+
 void handle_image_release(struct app *app)
 {
+    pending_free(app->pending);
+    app->pending = NULL;
     block_cache_close(app->blocks);
     app->blocks = NULL;
     tile_store_close(app->tiles);
@@ -73,11 +97,14 @@ void handle_image_release(struct app *app)
 }
 
 /* With a tile store: forget what it holds for this identifier if it was made from another
- * file (every info.json and every image Vellum makes for a GET or HEAD checks), then keep this
- * image (body) as a file, for a GET without a query string whose path needs no decoding,
- * unless the source changed while it was being made. The store is keyed by the path as nginx
- * decodes it ($uri): "a%2Fb.jp2" and "a/b.jp2" name the same files, so the check uses the
- * decoded path. `drop` is how many segments follow the identifier. */
+ * file (every info.json and every image Vellum makes for a GET or HEAD checks), and keep this
+ * image (body) as a file, for a GET without a query string whose path needs no decoding. The
+ * store is keyed by the path as nginx decodes it ($uri): "a%2Fb.jp2" and "a/b.jp2" name the
+ * same files, so the check uses the decoded path. `drop` is how many segments follow the
+ * identifier: an image's four parameters become one file name in the identifier's folder,
+ * joined by '_' (which no valid parameter holds), as the nginx block in docs/deploy.md looks
+ * for it. info.json checks at once (a viewer's tile requests follow it); an image's check and
+ * write wait until its response is out. */
 static void store_image(struct app *app, const struct http_request *req, int drop,
                         const char *src_path, const struct source_stamp *stamp,
                         const unsigned char *body, size_t len)
@@ -92,22 +119,64 @@ static void store_image(struct app *app, const struct http_request *req, int dro
     if (!path)
         return;
     bool as_sent = strlen(path) == raw_len && memcmp(path, req->uri, raw_len) == 0;
-    char id_dir[4096];
-    snprintf(id_dir, sizeof id_dir, "%s", path);
-    for (int i = 0; i < drop; i++) {
-        char *slash = strrchr(id_dir, '/');
-        if (!slash || slash == id_dir) {
-            id_dir[0] = '\0';
-            break;
-        }
-        *slash = '\0';
+    /* The identifier's folder ends at the drop-th slash from the end. */
+    char *cut = path + strlen(path);
+    for (int i = 0; i < drop && cut > path; i++)
+        while (cut > path && *--cut != '/')
+            ;
+    if (cut == path) {
+        free(path);
+        return;
     }
+    bool joinable = true; /* '_' in a parameter could make two requests one file name */
+    for (char *c = cut + 1; *c; c++) {
+        joinable = joinable && *c != '_';
+        if (*c == '/')
+            *c = '_';
+    }
+    if (!body || req->is_head || q || !as_sent || !joinable || !tile_store_path_ok(path)) {
+        *cut = '\0';
+        (void)tile_store_check(s, path, stamp, sizeof *stamp);
+        free(path);
+        return;
+    }
+    struct pending_store *p = calloc(1, sizeof *p);
+    if (p) {
+        p->path = path;
+        p->id_len = (size_t)(cut - path);
+        p->src_path = strdup(src_path);
+        p->stamp = *stamp;
+        p->body = malloc(len);
+        p->len = len;
+    }
+    if (!p || !p->src_path || !p->body) {
+        if (p)
+            pending_free(p);
+        else
+            free(path);
+        return;
+    }
+    memcpy(p->body, body, len);
+    pending_free(app->pending);
+    app->pending = p;
+}
+
+void handle_image_after_response(struct app *app)
+{
+    struct pending_store *p = app->pending;
+    if (!p)
+        return;
+    app->pending = NULL;
     struct source_stamp now;
-    if (strlen(path) < sizeof id_dir && tile_store_check(s, id_dir, stamp, sizeof *stamp) == 0 &&
-        body && !q && as_sent && !req->is_head && tile_store_path_ok(path) &&
-        source_stamp_read(src_path, &now) == 0 && source_stamp_equal(&now, stamp))
-        (void)tile_store_put(s, path, body, len);
-    free(path);
+    p->path[p->id_len] = '\0';
+    int checked = tile_store_check(app->tiles, p->path, &p->stamp, sizeof p->stamp);
+    p->path[p->id_len] = '/';
+    /* Not if the source changed while the image was made: another worker may already have
+     * recorded the new file, and this image would then outlive the check. */
+    if (checked == 0 && source_stamp_read(p->src_path, &now) == 0 &&
+        source_stamp_equal(&now, &p->stamp))
+        (void)tile_store_put(app->tiles, p->path, p->body, p->len);
+    pending_free(p);
 }
 
 static void serve_info(struct app *app, const struct http_request *req, struct http_response *resp,

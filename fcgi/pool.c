@@ -166,6 +166,7 @@ static int worker_loop(struct app *app, int listen_fd, pid_t master)
             _exit(EXIT_TAINTED);
         }
         FCGX_Finish_r(&fr);
+        handle_image_after_response(app);
         if (max_req > 0 && app->served >= (uint64_t)max_req) {
             rc = EXIT_RECYCLE;
             break;

@@ -1,14 +1,15 @@
 /* tile_store.h: image responses kept as plain files for the web server to send.
  *
- * With tile_store_dir set, every image Vellum makes for a plain GET is written to
- * <dir><request path> (for /iiif/3/a.jp2/0,0,256,256/256,/0/default.jpg, the file
- * <dir>/iiif/3/a.jp2/0,0,256,256/256,/0/default.jpg), and nginx's `try_files $uri @vellum` with
- * `root <dir>` answers the next request for it as a static file, without Vellum
- * (docs/deploy.md). Only paths whose raw and decoded forms are the same file name are stored
- * (tile_store_path_ok), so the file nginx finds for a URL is the one Vellum wrote for it.
+ * With tile_store_dir set, every image Vellum makes for a plain GET is written under dir, one
+ * file per image in a folder per identifier (handle_image.c: for
+ * /iiif/3/a.jp2/0,0,256,256/256,/0/default.jpg, the file
+ * <dir>/iiif/3/a.jp2/0,0,256,256_256,_0_default.jpg), and the nginx block of docs/deploy.md
+ * (a regex location and try_files) answers the next request for it as a static file, without
+ * Vellum. Only paths whose raw and decoded forms are the same are stored (tile_store_path_ok),
+ * so the file nginx finds for a URL is the one Vellum wrote for it.
  *
  * Layout under dir:
- *   <request path>        the images, mode 0644 in folders of mode 0755 (nginx reads them)
+ *   <identifier folder>/<file>  the images, mode 0644 in folders of mode 0755 (nginx reads them)
  *   .vellum/bytes         the store's size, a counter shared by the workers (mmap)
  *   .vellum/stamps/<h>    which source file (device, inode, size, mtime) an identifier's
  *                         folder was made from; a different file empties the folder
@@ -47,7 +48,7 @@ bool tile_store_path_ok(const char *path);
  * nothing must be put under it). */
 int tile_store_check(struct tile_store *s, const char *id_dir, const void *stamp, size_t len);
 
-/* Write body as the file for path (tile_store_path_ok), atomically (a temporary name, then
+/* Write body as the file at path (tile_store_path_ok) under the store, atomically (a temporary name, then
  * rename), and trim the store to 3/4 of its cap, oldest files first, when it passes the cap.
  * Returns 0 or -1 (nothing stored; the response is unaffected). */
 int tile_store_put(struct tile_store *s, const char *path, const unsigned char *body, size_t len);

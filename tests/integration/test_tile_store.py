@@ -1,6 +1,6 @@
 """The tile store (fcgi/tile_store.c) behind nginx (docs/deploy.md, blocks nginx-store-http and
-nginx-store): an image Vellum makes for a plain GET becomes a file at <store><request path> that
-nginx then sends without Vellum (same bytes, CORS and Cache-Control, HEAD too); OPTIONS still
+nginx-store): an image Vellum makes for a plain GET becomes a file
+<store>/<identifier>/<region>_<size>_<rotation>_<quality>.<format> that nginx then sends without Vellum (same bytes, CORS and Cache-Control, HEAD too); OPTIONS still
 reaches Vellum; query strings, %2F identifiers, errors, info.json, redirects, HEAD and 304s are
 never stored; files 0644 in folders 0755 whatever the umask; a replaced source empties its
 identifier's folder (info.json or an image reaching Vellum), also when it is asked for with
@@ -25,6 +25,7 @@ T0 = time.time()
 work = t.tmpdir()
 root = os.path.join(work, "images")
 os.makedirs(os.path.join(root, "sub"))
+os.makedirs(os.path.join(root, "sub2"))
 W, H = 800, 600
 
 
@@ -44,7 +45,7 @@ def make_jp2(path, seed):
 
 
 make_jp2(os.path.join(root, "a.jp2"), 0)
-for name in ("r.jp2", "s.jp2", "u.jp2", "c.jp2", "sub/b.jp2"):
+for name in ("r.jp2", "s.jp2", "u.jp2", "c.jp2", "sub/b.jp2", "sub2/d.jp2"):
     shutil.copy(os.path.join(root, "a.jp2"), os.path.join(root, name))
 make_jp2(os.path.join(work, "r-new.jp2"), 77)       # the replacement of r.jp2
 make_jp2(os.path.join(work, "r-third.jp2"), 150)    # and its second replacement
@@ -100,8 +101,25 @@ def files(d):
     return out
 
 
-def stored(path, d=None):
-    p = (d or store) + path
+def fpath(path):
+    """Where the store keeps the image of a request path (deploy.md): its identifier's folder,
+    then the four parameters joined by '_'."""
+    parts = path.split("/")
+    return "/".join(parts[:-4]) + "/" + "_".join(parts[-4:])
+
+
+def settle():
+    """Let the workers finish the writes they do after a response (about a millisecond)."""
+    time.sleep(0.3)
+
+
+def stored(path, d=None, wait=2.0):
+    """The stored file's bytes, or None. Vellum writes it after the response is out (a
+    millisecond later), so this waits up to `wait` seconds for it to appear."""
+    p = (d or store) + fpath(path)
+    end = time.time() + wait
+    while not (os.path.isfile(p) and not os.path.islink(p)) and time.time() < end:
+        time.sleep(0.01)
     return open(p, "rb").read() if os.path.isfile(p) and not os.path.islink(p) else None
 
 
@@ -139,10 +157,10 @@ t.check(st == 200 and h1.get("content-type") == "image/jpeg" and b1[:2] == b"\xf
 t.check("decode;dur=" in h1.get("server-timing", ""), "tile: the first answer is Vellum's (Server-Timing)")
 t.check(reached(v, TILE, at_least=1) == 1, "tile: the first GET reached Vellum once")
 t.check(stored(TILE) == b1, "tile: %s%s holds the %d bytes of the response" % (store, TILE, len(b1)))
-if os.path.exists(store + TILE):
-    mode = stat.S_IMODE(os.stat(store + TILE).st_mode)
+if os.path.exists(store + fpath(TILE)):
+    mode = stat.S_IMODE(os.stat(store + fpath(TILE)).st_mode)
     t.check(mode == 0o644, "tile: the file is mode 0644 under umask 027 (%o)" % mode)
-    folders, d = {}, os.path.dirname(store + TILE)
+    folders, d = {}, os.path.dirname(store + fpath(TILE))
     while d != store:
         folders[d[len(store):]] = stat.S_IMODE(os.stat(d).st_mode)
         d = os.path.dirname(d)
@@ -199,13 +217,13 @@ cold_etag = h.get("etag", "")
 t.check(st == 200 and b == b"" and int(h.get("content-length", 0)) > 0,
         "HEAD of an unstored tile: 200 with a length (%d %s)" % (st, h.get("content-length")))
 t.check(reached(v, COLD, "HEAD", at_least=1) == 1, "HEAD of an unstored tile: reached Vellum")
-t.check(not os.path.lexists(store + COLD), "HEAD of an unstored tile: nothing stored")
+t.check(not os.path.lexists(store + fpath(COLD)), "HEAD of an unstored tile: nothing stored")
 
 # ---- 304s are not stored; Vellum's ETag then nginx's ---------------------------------------
 st, h, b = get(COLD, headers={"If-None-Match": cold_etag})
 t.check(st == 304 and b == b"", "If-None-Match with Vellum's ETag of an unstored tile: 304 (%d)" % st)
 t.check(reached(v, COLD, at_least=1) == 1, "...from Vellum")
-t.check(not os.path.lexists(store + COLD), "...and the 304 stored nothing")
+t.check(not os.path.lexists(store + fpath(COLD)), "...and the 304 stored nothing")
 st, h, bc = get(COLD)
 t.check(st == 200 and stored(COLD) == bc and reached(v, COLD, at_least=2) == 2,
         "a plain GET then stores it (%d)" % st)
@@ -224,6 +242,7 @@ t.check(st == 204 and "GET" in h.get("access-control-allow-methods", "")
 t.check(reached(v, TILE, "OPTIONS", at_least=1) == 1, "OPTIONS on a stored tile reached Vellum")
 
 # ---- what is never stored ---------------------------------------------------------------------
+settle()
 before = files(store)
 Q = tile("a.jp2", 0, 256) + "?x=1"
 ENC = tile("sub%2Fb.jp2", 0, 0)
@@ -274,11 +293,12 @@ st, h, b = get(S1)
 t.check(st == 200 and b == b1, "link as the identifier's folder: the tile is served (%d)" % st)
 t.check(reached(v, S1, at_least=1) == 1, "...by Vellum")
 t.check(not os.listdir(outside), "...and nothing was written through the link (%s)" % os.listdir(outside))
-# (2) a folder below the identifier's.
-os.symlink(outside, store + "/iiif/3/a.jp2/full")
-S2 = "/iiif/3/a.jp2/full/!200,200/0/default.jpg"
+# (2) a folder above the identifier's (an identifier in a subfolder, sub2/d.jp2).
+os.makedirs(store + "/iiif/3", exist_ok=True)
+os.symlink(outside, store + "/iiif/3/sub2")
+S2 = tile("sub2/d.jp2", 0, 0)
 st, h, b = get(S2)
-t.check(st == 200 and b[:2] == b"\xff\xd8", "link as a folder under the identifier: served (%d)" % st)
+t.check(st == 200 and b == b1, "link as a folder above the identifier's: served (%d)" % st)
 t.check(not os.listdir(outside), "...nothing written through it (%s)" % os.listdir(outside))
 # (3) the identifier's folder before any stamp: Vellum removes the link and makes a real folder.
 os.symlink(outside, store + "/iiif/3/u.jp2")
@@ -286,16 +306,18 @@ S3 = tile("u.jp2", 0, 0)
 st, h, b = get(S3)
 t.check(st == 200 and b == b1, "link planted before the first request: served (%d)" % st)
 t.check(not os.listdir(outside), "...nothing written through it (%s)" % os.listdir(outside))
-t.check(not os.path.islink(store + "/iiif/3/u.jp2") and stored(S3) == b,
+got = stored(S3)
+t.check(not os.path.islink(store + "/iiif/3/u.jp2") and got == b,
         "...the link was replaced by a real folder holding the tile")
 # (4) a dangling link in place of the file: replaced, its target never created.
 S4 = tile("a.jp2", 0, 0, size=128)
-os.makedirs(os.path.dirname(store + S4), exist_ok=True)
-os.symlink(os.path.join(outside, "leaf.jpg"), store + S4)
+os.makedirs(os.path.dirname(store + fpath(S4)), exist_ok=True)
+os.symlink(os.path.join(outside, "leaf.jpg"), store + fpath(S4))
 st, h, b = get(S4)
 t.check(st == 200 and reached(v, S4, at_least=1) == 1, "dangling link as the tile's file: Vellum serves it (%d)" % st)
-t.check(not os.path.lexists(os.path.join(outside, "leaf.jpg")) and not os.path.islink(store + S4)
-        and stored(S4) == b, "...the link is replaced by the file, its target never written")
+got = stored(S4)  # waits for the write that follows the response
+t.check(not os.path.lexists(os.path.join(outside, "leaf.jpg")) and not os.path.islink(store + fpath(S4))
+        and got == b, "...the link is replaced by the file, its target never written")
 
 # ---- a replaced source image ------------------------------------------------------------------
 R1, R2, R3 = tile("r.jp2", 0, 0), tile("r.jp2", 256, 256, fmt="png"), tile("r.jp2", 512, 256)
@@ -333,8 +355,9 @@ t.check(got[:4] == ref[:4], "replaced source: the new png tile is opj_decompress
 os.replace(os.path.join(work, "r-third.jp2"), rpath)
 st, h, b3 = get(R3)
 t.check(st == 200 and reached(v, R3, at_least=1) == 1, "second replacement: a new tile reached Vellum (%d)" % st)
+settle()
 left = files(store + "/iiif/3/r.jp2")
-t.check(sorted(left) == [R3[len("/iiif/3/r.jp2"):]] and stored(R3) == b3,
+t.check(sorted(left) == [fpath(R3)[len("/iiif/3/r.jp2"):]] and stored(R3) == b3,
         "second replacement: the old tiles are gone, only the new one is stored (%s)" % sorted(left))
 inv2 = health_sum(n.port, v)["invalidated"]
 t.check(inv2 == inv1 + 1, "second replacement: /health invalidated %d -> %d" % (inv1, inv2))
@@ -383,9 +406,11 @@ mismatch = [p for j, p in enumerate(CONC)
             if len({r[j][2] for r in results}) != 1 or stored(p) != results[0][j][2]]
 t.check(not mismatch, "concurrent: every client got the same bytes and the stored file has them (%s)"
         % mismatch[:3])
+settle()
 tmps = [f for f in files(store) if "/.tmp." in f]
 t.check(not tmps, "concurrent: no temporary files left in the store (%s)" % tmps[:3])
-t.check(all(stat.S_IMODE(os.stat(store + p).st_mode) == 0o644 for p in CONC if os.path.exists(store + p)),
+t.check(all(stat.S_IMODE(os.stat(store + fpath(p)).st_mode) == 0o644 for p in CONC
+            if os.path.exists(store + fpath(p))),
         "concurrent: every file is 0644")
 hs = health_sum(n.port, v)
 now = files(store)
@@ -430,14 +455,15 @@ for i, p in enumerate(order):
     if i == 0:
         first = b
 t.check(not fails, "cap: %d noise tiles served (%s)" % (len(order), fails[:3]))
+settle()
 held = files(capstore)
 total = sum(len(b) for b in held.values())
 sent = biggest * len(order)
 t.check(sent > 2 << 20, "cap: the tiles add up to %d bytes, well past 1 MB" % sent)
 t.check(total <= (1 << 20) + biggest, "cap: the store holds %d bytes in %d files (cap 1 MB + one tile)"
         % (total, len(held)))
-t.check(order[0] not in held and order[1] not in held, "cap: the first tiles were removed")
-t.check(order[-1] in held and stored(order[-1], capstore) is not None, "cap: the last tile is kept")
+t.check(fpath(order[0]) not in held and fpath(order[1]) not in held, "cap: the first tiles were removed")
+t.check(fpath(order[-1]) in held and stored(order[-1], capstore) is not None, "cap: the last tile is kept")
 hc = health_sum(nc.port, vc)
 t.check(hc["evicted"] > 0 and hc["stored"] == len(order),
         "cap: /health says evicted > 0, stored = %d (%s)" % (len(order), hc))
