@@ -396,8 +396,8 @@ int block_cache_decode(struct block_cache *c, uint64_t source_key, const char *p
             c->stats.bypassed++;
             return 1;
         }
-        sw = sw < c->block ? sw * 2 : sw;
-        sh = sh < c->block ? sh * 2 : sh;
+        sw = sw * 2 < c->block ? sw * 2 : c->block;
+        sh = sh * 2 < c->block ? sh * 2 : c->block;
     }
     uint32_t bw = (uint32_t)(ax.hi - ax.lo), bh = (uint32_t)(ay.hi - ay.lo);
     /* The decoder must pick the same level for the block as for the request, or the pixels
