@@ -98,9 +98,10 @@ void handle_image_release(struct app *app)
 
 /* With a tile store: forget what it holds for this identifier if it was made from another
  * file (every info.json and every image Vellum makes for a GET or HEAD checks), and keep this
- * image (body) as a file, for a GET without a query string whose path needs no decoding. The
- * store is keyed by the path as nginx decodes it ($uri): "a%2Fb.jp2" and "a/b.jp2" name the
- * same files, so the check uses the decoded path. `drop` is how many segments follow the
+ * image (body) as a file, for a GET without a query string. The store is keyed by the path as
+ * nginx decodes it ($uri, decoded once, as Vellum decodes an identifier once): "a%2Fb.jp2" and
+ * "a/b.jp2" are one identifier to Vellum and one folder to nginx, and a decoded path must pass
+ * tile_store_path_ok (no '%' left, no dot segments) to be stored at all. `drop` is how many segments follow the
  * identifier: an image's four parameters become one file name in the identifier's folder,
  * joined by '_' (which no valid parameter holds), as the nginx block in docs/deploy.md looks
  * for it. info.json checks at once (a viewer's tile requests follow it); an image's check and
@@ -118,7 +119,6 @@ static void store_image(struct app *app, const struct http_request *req, int dro
     char *path = iiif_percent_decode(req->uri, raw_len, &err);
     if (!path)
         return;
-    bool as_sent = strlen(path) == raw_len && memcmp(path, req->uri, raw_len) == 0;
     /* The identifier's folder ends at the drop-th slash from the end. */
     char *cut = path + strlen(path);
     for (int i = 0; i < drop && cut > path; i++)
@@ -134,7 +134,7 @@ static void store_image(struct app *app, const struct http_request *req, int dro
         if (*c == '/')
             *c = '_';
     }
-    if (!body || req->is_head || q || !as_sent || !joinable || !tile_store_path_ok(path)) {
+    if (!body || req->is_head || q || !joinable || !tile_store_path_ok(path)) {
         *cut = '\0';
         (void)tile_store_check(s, path, stamp, sizeof *stamp);
         free(path);

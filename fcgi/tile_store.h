@@ -5,8 +5,9 @@
  * /iiif/3/a.jp2/0,0,256,256/256,/0/default.jpg, the file
  * <dir>/iiif/3/a.jp2/0,0,256,256_256,_0_default.jpg), and the nginx block of docs/deploy.md
  * (a regex location and try_files) answers the next request for it as a static file, without
- * Vellum. Only paths whose raw and decoded forms are the same are stored (tile_store_path_ok),
- * so the file nginx finds for a URL is the one Vellum wrote for it.
+ * Vellum. Files are named by the request path decoded once, as nginx's $uri is, and only
+ * names that pass tile_store_path_ok are written, so the file nginx finds for a URL is the one
+ * Vellum wrote for that request.
  *
  * Layout under dir:
  *   <identifier folder>/<file>  the images, mode 0644 in folders of mode 0755 (nginx reads them)
@@ -36,10 +37,10 @@ struct tile_store_stats {
 struct tile_store *tile_store_open(const char *dir, uint64_t max_bytes, struct verr *err);
 void tile_store_close(struct tile_store *s);
 
-/* Whether a request path (raw, from REQUEST_URI, no query string) may become a file: '/'
- * separated segments of letters, digits and - _ . ~ ! , : ^ + = @ only, none empty, none
- * starting with '.', each shorter than 200 bytes, at most 16 of them. No '%' means the path
- * nginx decodes ($uri) is the same string. */
+/* Whether a request path (decoded once, no query string) may become a file: '/' separated
+ * segments of letters, digits and - _ . ~ ! , : ^ + = @ only, none empty, none starting with
+ * '.', each shorter than 200 bytes, at most 16 of them. No '%' is left to decode, and no
+ * segment can climb out of the store. */
 bool tile_store_path_ok(const char *path);
 
 /* Make sure the files under id_dir (a request path's folder for one identifier, e.g.

@@ -1,12 +1,13 @@
 """The tile store (fcgi/tile_store.c) behind nginx (docs/deploy.md, blocks nginx-store-http and
 nginx-store): an image Vellum makes for a plain GET becomes a file
-<store>/<identifier>/<region>_<size>_<rotation>_<quality>.<format> that nginx then sends without Vellum (same bytes, CORS and Cache-Control, HEAD too); OPTIONS still
-reaches Vellum; query strings, %2F identifiers, errors, info.json, redirects, HEAD and 304s are
-never stored; files 0644 in folders 0755 whatever the umask; a replaced source empties its
-identifier's folder (info.json or an image reaching Vellum), also when it is asked for with
-escapes that nginx decodes to the stored path (sub%2Fb.jp2); the cap trims the oldest files; an
-unsafe store folder is refused; links planted in the store are not followed; concurrent
-requests for the same tiles leave whole files and no temporaries.
+<store>/<identifier>/<region>_<size>_<rotation>_<quality>.<format> that nginx then sends
+without Vellum (same bytes, CORS and Cache-Control, HEAD too); an identifier in a subfolder
+asked for as sub%2Fb.jp2 is stored at the decoded path nginx looks at; OPTIONS still reaches
+Vellum; query strings, errors, info.json, redirects, HEAD and 304s are never stored; files 0644
+in folders 0755 whatever the umask; a replaced source empties its identifier's folder
+(info.json or an image reaching Vellum), also when asked for with escapes; the cap trims the
+oldest files; an unsafe store folder is refused; links planted in the store are not followed;
+concurrent requests for the same tiles leave whole files and no temporaries.
 
 Whether a request reached Vellum is read from Vellum's access log (see test_nginx_cache.py)."""
 import json
@@ -247,7 +248,6 @@ before = files(store)
 Q = tile("a.jp2", 0, 256) + "?x=1"
 ENC = tile("sub%2Fb.jp2", 0, 0)
 cases = (("query string", Q, 200, 2),
-         ("%2F identifier", ENC, 200, 2),
          ("bad region", "/iiif/3/a.jp2/nonsense/256,/0/default.jpg", 400, 2),
          ("region outside the image", "/iiif/3/a.jp2/5000,5000,256,256/256,/0/default.jpg", 400, 2),
          ("unknown image", tile("nope.jp2", 0, 0), 404, 2),
@@ -269,14 +269,29 @@ t.check(os.path.isdir(store + "/iiif/3/a.jp2") and st == 303
         % (st, h.get("location")))
 t.check(reached(v, "/iiif/3/a.jp2", at_least=1) == 1, "base URI reached Vellum")
 after = files(store)
-t.check(after == before, "none of these (query, %%2F, 400, 404, info.json, 303) left a file in the "
+t.check(after == before, "none of these (query, 400, 404, info.json, 303) left a file in the "
         "store (new: %s)" % sorted(set(after) - set(before)))
-t.check(not os.path.lexists(store + "/iiif/3/sub"), "the %2F identifier has no folder in the store")
+
+# ---- an identifier in a subfolder, asked for as viewers do (sub%2Fb.jp2) -----------------------
+# nginx decodes $uri once, as Vellum decodes an identifier once: the file is stored at the
+# decoded path, where nginx looks for it.
+st, h, b_enc = get(ENC)
+t.check(st == 200 and reached(v, ENC, at_least=1) == 1 and "server-timing" in h,
+        "%%2F identifier: the first request reaches Vellum (%d)" % st)
+t.check(stored(ENC.replace("%2F", "/")) == b_enc,
+        "%%2F identifier: stored at the decoded path %s" % fpath(ENC.replace("%2F", "/")))
+st, h, b = get(ENC)
+t.check(st == 200 and b == b_enc and reached(v, ENC) == 1 and "server-timing" not in h,
+        "%%2F identifier: the second request is the file, sent by nginx (%d)" % st)
+ENC2 = tile("sub%252Fb.jp2", 0, 0)  # decodes once to sub%2Fb.jp2: a name the store refuses
+st, h, b = get(ENC2)
+t.check(st == 404 and not os.path.lexists(store + "/iiif/3/sub%2Fb.jp2"),
+        "a doubly escaped identifier is another (missing) image, and nothing is stored (%d)" % st)
 
 # ---- /health --------------------------------------------------------------------------------
 now = files(store)
 hs = health_sum(n.port, v)
-t.check(hs["enabled"] and hs["stored"] >= len(now) == 4,
+t.check(hs["enabled"] and hs["stored"] >= len(now) == 5,
         "/health: tile_store enabled, stored %d >= the %d files in the store" % (hs["stored"], len(now)))
 t.check(hs["bytes"] == sum(len(b) for b in now.values()) > 0,
         "/health: bytes %d = the files' total %d" % (hs["bytes"], sum(len(b) for b in now.values())))

@@ -3,7 +3,8 @@
 imported with `vellum import`. The viewer pages (scripts/viewers/) and the front-end packages
 (npm, pinned by tests/e2e/package-lock.json) are served by one nginx, the IIIF documents and
 images by another (so every request is cross-origin and CORS is exercised), with the
-docs/deploy.md server block. tests/e2e/viewers.mjs drives Chromium with playwright-core: open,
+docs/deploy.md server block for the tile store (nginx-store): tiles one viewer loaded come to
+the next from the store as files nginx sends, and that must be seen to happen. tests/e2e/viewers.mjs drives Chromium with playwright-core: open,
 wait until the tiles are loaded, zoom in twice, pan; Mirador also goes to page 2. Checked here:
 
 - every request the page made was answered without a 4xx/5xx or a network/CORS failure, and
@@ -128,9 +129,14 @@ for pkg, sub in (("openseadragon", "build/openseadragon"), ("mirador", "dist"), 
 shutil.copy(os.path.join(E2E, "node_modules", "universalviewer", "dist", "uv.css"),
             os.path.join(www, "node_modules", "universalviewer", "dist"))
 
-v = t.Vellum(work, args=["--workers", "2", "--image-root", root, "--database", db])
+# The IIIF origin is the deployment deploy.md recommends: tiles a viewer loaded before (the
+# second and third viewer load the same images) come from the tile store as files that nginx
+# sends, cross-origin like the rest.
+store = os.path.join(work, "tiles")
+v = t.Vellum(work, args=["--workers", "2", "--image-root", root, "--database", db,
+                         "--tile-store-dir", store])
 pages = t.Nginx(work, v.fastcgi_address, www=www)
-iiif = t.Nginx(work, v.fastcgi_address)
+iiif = t.Nginx(work, v.fastcgi_address, template_name="nginx-store", values={"STORE_DIR": store})
 PAGES = "http://127.0.0.1:%d" % pages.port
 IIIF = "http://127.0.0.1:%d" % iiif.port
 
@@ -387,6 +393,18 @@ for sc in report["scenarios"]:
                 % (len(p2), sorted({"%s %s" % (k, d) for k, d in p2})))
     if sc["kind"] == "uv":
         t.check(LABEL in sc["texts"].get("load", ""), "uv: shows the manifest's label %r" % LABEL)
+
+# The second and third viewer asked for tiles the first had loaded: nginx sent those from the
+# tile store (no Vellum access-log line), cross-origin, and every check above still held.
+browser_images = sum(1 for sc in report["scenarios"] for q in sc["requests"]
+                     if q["url"].startswith(IIIF + "/iiif/") and not q["url"].endswith("/info.json")
+                     and q["status"] == 200)
+vellum_images = sum(1 for l in t.ACCESS_LINE.findall(v.output())
+                    if l[1].startswith("/iiif/") and not l[1].endswith("/info.json") and l[2] == "200")
+stored_files = sum(len(fs) for d, _, fs in os.walk(store) if "/.vellum" not in d)
+t.check(stored_files > 0 and vellum_images < browser_images,
+        "tile store: the browsers got %d images, Vellum made %d of them, %d files are stored; "
+        "the rest came from the store through nginx" % (browser_images, vellum_images, stored_files))
 
 print("\n".join(summary), flush=True)
 print("artifacts: %s; total %.1f s" % (ARTIFACTS, time.time() - T_START), flush=True)
