@@ -37,7 +37,8 @@ void handle_health(struct app *app, const struct http_request *req, struct http_
             struct tile_store_stats ts;
             tile_store_stats(app->tiles, &ts);
             cJSON *t = cJSON_AddObjectToObject(o, "tile_store");
-            if (t && cJSON_AddBoolToObject(t, "enabled", app->cfg->tile_store_dir[0] && !app->tiles_failed) &&
+            bool on = app->cfg->tile_store_dir[0] && !app->tiles_failed;
+            if (t && cJSON_AddBoolToObject(t, "enabled", on) &&
                 cJSON_AddNumberToObject(t, "stored", (double)ts.stored) &&
                 cJSON_AddNumberToObject(t, "evicted", (double)ts.evicted) &&
                 cJSON_AddNumberToObject(t, "invalidated", (double)ts.invalidated) &&

@@ -101,11 +101,11 @@ void handle_image_release(struct app *app)
  * image (body) as a file, for a GET without a query string. The store is keyed by the path as
  * nginx decodes it ($uri, decoded once, as Vellum decodes an identifier once): "a%2Fb.jp2" and
  * "a/b.jp2" are one identifier to Vellum and one folder to nginx, and a decoded path must pass
- * tile_store_path_ok (no '%' left, no dot segments) to be stored at all. `drop` is how many segments follow the
- * identifier: an image's four parameters become one file name in the identifier's folder,
- * joined by '_' (which no valid parameter holds), as the nginx block in docs/deploy.md looks
- * for it. info.json checks at once (a viewer's tile requests follow it); an image's check and
- * write wait until its response is out. */
+ * tile_store_path_ok (no '%' left, no dot segments) to be stored at all. `drop` is how many
+ * segments follow the identifier: an image's four parameters become one file name in the
+ * identifier's folder, joined by '_' (which no valid parameter holds), as the nginx block in
+ * docs/deploy.md looks for it. info.json checks at once (a viewer's tile requests follow it);
+ * an image's check and write wait until its response is out. */
 static void store_image(struct app *app, const struct http_request *req, int drop,
                         const char *src_path, const struct source_stamp *stamp,
                         const unsigned char *body, size_t len)

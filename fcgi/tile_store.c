@@ -50,7 +50,7 @@ bool tile_store_path_ok(const char *path)
     if (!path || path[0] != '/')
         return false;
     int segments = 0;
-    for (const char *p = path + 1;; ) {
+    for (const char *p = path + 1;;) {
         const char *e = p;
         while (*e && *e != '/') {
             if (!segment_char_ok((unsigned char)*e))
@@ -104,14 +104,16 @@ struct tile_store *tile_store_open(const char *dir, uint64_t max_bytes, struct v
     }
     /* Nobody else may put files there: nginx sends them to every client as our images. */
     if (st.st_uid != geteuid() || (st.st_mode & 022)) {
-        verr_set(err, 500, "tile store %s must be owned by uid %u and writable by no one else "
-                 "(it is uid %u, mode %03o)", dir, (unsigned)geteuid(), (unsigned)st.st_uid,
-                 (unsigned)(st.st_mode & 0777));
+        verr_set(err, 500,
+                 "tile store %s must be owned by uid %u and writable by no one else "
+                 "(it is uid %u, mode %03o)",
+                 dir, (unsigned)geteuid(), (unsigned)st.st_uid, (unsigned)(st.st_mode & 0777));
         goto fail;
     }
     state = open_subdir(fd, ".vellum", 0700);
     if (state < 0 || fstat(state, &st) < 0 || st.st_uid != geteuid()) {
-        verr_set(err, 500, "cannot use %s/.vellum: %s", dir, state < 0 ? strerror(errno) : "not ours");
+        verr_set(err, 500, "cannot use %s/.vellum: %s", dir,
+                 state < 0 ? strerror(errno) : "not ours");
         goto fail;
     }
     for (int i = 0; i < 2; i++) {
@@ -124,7 +126,8 @@ struct tile_store *tile_store_open(const char *dir, uint64_t max_bytes, struct v
         close(sub);
     }
     bf = openat(state, "bytes", O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
-    if (bf < 0 || fstat(bf, &st) < 0 || (st.st_size < SHARED_LEN && ftruncate(bf, SHARED_LEN) < 0)) {
+    if (bf < 0 || fstat(bf, &st) < 0 ||
+        (st.st_size < SHARED_LEN && ftruncate(bf, SHARED_LEN) < 0)) {
         verr_set(err, 500, "cannot create %s/.vellum/bytes: %s", dir, strerror(errno));
         goto fail;
     }
@@ -187,7 +190,9 @@ static void remove_tree(int dfd, const char *name, int depth, uint64_t *freed)
             *freed += (uint64_t)st.st_size;
         return;
     }
-    int sub = depth < WALK_DEPTH ? openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC) : -1;
+    int sub = depth < WALK_DEPTH
+                  ? openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+                  : -1;
     DIR *d = sub >= 0 ? fdopendir(sub) : NULL;
     if (!d) {
         if (sub >= 0)
@@ -272,7 +277,8 @@ static void collect(int dfd, char *rel, size_t rel_len, int depth, struct entrie
     struct dirent *e;
     while (!l->failed && (e = readdir(d)) != NULL) {
         const char *nm = e->d_name;
-        if (strcmp(nm, ".") == 0 || strcmp(nm, "..") == 0 || (depth == 0 && strcmp(nm, ".vellum") == 0))
+        if (strcmp(nm, ".") == 0 || strcmp(nm, "..") == 0 ||
+            (depth == 0 && strcmp(nm, ".vellum") == 0))
             continue;
         size_t nl = strlen(nm);
         if (rel_len + 1 + nl >= PATH_MAX)
@@ -304,8 +310,9 @@ static void collect(int dfd, char *rel, size_t rel_len, int depth, struct entrie
                 l->failed = true;
                 break;
             }
-            l->v[l->n++] = (struct entry){(int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec,
-                                          (uint64_t)st.st_size, p};
+            l->v[l->n++] =
+                (struct entry){(int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec,
+                               (uint64_t)st.st_size, p};
             l->total += (uint64_t)st.st_size;
         }
         rel[rel_len] = '\0';

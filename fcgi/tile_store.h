@@ -49,9 +49,9 @@ bool tile_store_path_ok(const char *path);
  * nothing must be put under it). */
 int tile_store_check(struct tile_store *s, const char *id_dir, const void *stamp, size_t len);
 
-/* Write body as the file at path (tile_store_path_ok) under the store, atomically (a temporary name, then
- * rename), and trim the store to 3/4 of its cap, oldest files first, when it passes the cap.
- * Returns 0 or -1 (nothing stored; the response is unaffected). */
+/* Write body as the file at path (tile_store_path_ok) under the store, atomically (a temporary
+ * name, then rename), and trim the store to 3/4 of its cap, oldest files first, when it passes the
+ * cap. Returns 0 or -1 (nothing stored; the response is unaffected). */
 int tile_store_put(struct tile_store *s, const char *path, const unsigned char *body, size_t len);
 
 /* This worker's counters and the store's size; zeros for NULL. */
