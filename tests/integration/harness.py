@@ -241,11 +241,12 @@ http {
 
 
 class Apache:
-    """Apache httpd with mod_fcgid and the docs/deploy.md block, on a high loopback port."""
+    """Apache httpd with mod_fcgid and a docs/deploy.md block (template_name, default "apache";
+    values fill further placeholders), on a high loopback port."""
 
     MODULES = "/usr/lib/apache2/modules"
 
-    def __init__(self, workdir, vellum_bin, config):
+    def __init__(self, workdir, vellum_bin, config, template_name="apache", values=None):
         self.port = free_port()
         self.dir = os.path.join(workdir, "apache-%d" % self.port)
         os.makedirs(self.dir)
@@ -253,8 +254,8 @@ class Apache:
         rundir = os.path.join(self.dir, "fcgid")
         www = os.path.join(self.dir, "www")
         os.makedirs(www)
-        block = template("apache", LISTEN="127.0.0.1:%d" % self.port, WWW=www,
-                         VELLUM_BIN=vellum_bin, CONFIG=config, RUNDIR=rundir)
+        block = template(template_name, LISTEN="127.0.0.1:%d" % self.port, WWW=www,
+                         VELLUM_BIN=vellum_bin, CONFIG=config, RUNDIR=rundir, **(values or {}))
         if os.geteuid() == 0:
             # Apache refuses to serve as root; its children (and so vellum) run as www-data.
             user = "User www-data\nGroup www-data\n"
@@ -271,6 +272,8 @@ LoadModule authz_core_module %(m)s/mod_authz_core.so
 LoadModule mime_module %(m)s/mod_mime.so
 LoadModule dir_module %(m)s/mod_dir.so
 LoadModule fcgid_module %(m)s/mod_fcgid.so
+LoadModule rewrite_module %(m)s/mod_rewrite.so
+LoadModule headers_module %(m)s/mod_headers.so
 TypesConfig /etc/mime.types
 ErrorLog %(log)s
 LogLevel warn

@@ -1,5 +1,6 @@
 """Apache 2.4 + mod_fcgid (docs/deploy.md block) spawning `vellum` itself: the binary finds the
-FastCGI socket on fd 0 and serves as one worker; mod_fcgid manages the processes."""
+FastCGI socket on fd 0 and serves as one worker; mod_fcgid manages the processes. Then the
+apache-store block: images Vellum stored in its tile store are sent by Apache as files."""
 import json
 import os
 import shutil
@@ -61,4 +62,52 @@ try:
             "apache+fcgid: vellum ran as a single worker on fd 0")
 finally:
     a.stop()
+
+# ---- the apache-store block: images Vellum stored are sent by Apache as files ------------------
+store = os.path.join(work, "tiles")  # Vellum runs as Apache's user: the store must be its
+os.makedirs(store)
+os.chmod(store, 0o755)
+if os.geteuid() == 0:
+    import pwd
+    www = pwd.getpwnam("www-data")
+    os.chown(store, www.pw_uid, www.pw_gid)
+conf2 = os.path.join(work, "vellum-store.conf")
+with open(conf2, "w") as f:
+    f.write("log_level = info\nimage_root = %s\ntile_store_dir = %s\n" % (work, store))
+os.chmod(conf2, 0o644)
+a2 = t.Apache(work, binary, conf2, template_name="apache-store", values={"STORE_DIR": store})
+try:
+    t.check_basics(a2.port, "apache-store")
+    TILE = "/iiif/3/sub/a.jp2/0,0,32,32/32,/0/default.png"  # a plain slash: Apache finds the file
+    FILE = os.path.join(store, "iiif/3/sub/a.jp2/0,0,32,32_32,_0_default.png")
+
+    def vellum_lines(path):
+        return sum(1 for l in t.ACCESS_LINE.findall(a2.log()) if l[1] == path)
+
+    st, h1, b1 = t.request(a2.port, TILE)
+    t.check(st == 200 and b1[:4] == b"\x89PNG" and "server-timing" in h1 and vellum_lines(TILE) == 1,
+            "apache-store: the first request is Vellum's (%d)" % st)
+    t.wait_for(lambda: os.path.isfile(FILE), what="the stored file")
+    t.check(open(FILE, "rb").read() == b1, "apache-store: the file holds the response's bytes")
+    st, h2, b2 = t.request(a2.port, TILE)
+    t.check(st == 200 and b2 == b1 and "server-timing" not in h2 and vellum_lines(TILE) == 1,
+            "apache-store: the second request is the file, sent by Apache (%d)" % st)
+    t.check(h2.get("content-type") == "image/png" and h2.get("access-control-allow-origin") == "*"
+            and "max-age=" in h2.get("cache-control", ""),
+            "apache-store: image/png, CORS and Cache-Control on the file (%s)" % h2)
+    st, h, b = t.request(a2.port, TILE, method="HEAD")
+    t.check(st == 200 and h.get("content-length") == str(len(b1)) and vellum_lines(TILE) == 1,
+            "apache-store: HEAD from the file (%d)" % st)
+    st, h, b = t.request(a2.port, TILE, method="OPTIONS",
+                         headers={"Origin": "https://v.example", "Access-Control-Request-Method": "GET"})
+    t.check(st == 204 and "GET" in h.get("access-control-allow-methods", ""),
+            "apache-store: OPTIONS goes to Vellum's preflight (%d)" % st)
+    st, h, b = t.request(a2.port, "/iiif/3/sub%2Fa.jp2/info.json")
+    t.check(st == 200, "apache-store: info.json from Vellum (%d)" % st)
+    ESC = "/iiif/3/sub%2Fa.jp2/0,0,32,32/32,/0/default.png"
+    st, h, b = t.request(a2.port, ESC)
+    t.check(st == 200 and b == b1 and vellum_lines(ESC) == 1,
+            "apache-store: the %%2F form reaches Vellum (Apache keeps %%2F), same bytes (%d)" % st)
+finally:
+    a2.stop()
 t.done()
