@@ -41,7 +41,7 @@ struct blk_header {
 struct block_cache {
     int dirfd;
     uint64_t max_bytes;
-    uint32_t block;           /* block side at the decoded level, pixels */
+    uint32_t block;           /* block_size: most a block covers of the full image, per side */
     int ncpu;                 /* CPU tokens: cpu-<i>.tok, one per core */
     int tok_fd[MAX_TOKENS];
     struct block_cache_stats stats;

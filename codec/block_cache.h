@@ -15,14 +15,15 @@
 
 #include "codec.h"
 
-/* Blocks are this many pixels square at the decoded resolution, aligned to the level's grid
- * (the default; block_cache_open takes another). */
+/* The default block_size: a block covers at most this many pixels of the full-resolution
+ * image per side (block_shape() in block_cache.c has the rule per level); blocks are aligned to
+ * their level's grid. block_cache_open takes another. */
 #define BLOCK_CACHE_SIZE 1024
 
 struct block_cache;
 
 /* Open (creating it, mode 0700) the cache directory dir, capped at max_bytes, with blocks of
- * block x block pixels (64..8192, else BLOCK_CACHE_SIZE). The directory must be a real
+ * block_size = block (64..8192, else BLOCK_CACHE_SIZE). The directory must be a real
  * directory (not a symlink) owned by this user and writable by no one else; otherwise NULL
  * with err set (the caller serves without the cache). */
 struct block_cache *block_cache_open(const char *dir, uint64_t max_bytes, uint32_t block,
