@@ -6,6 +6,7 @@ system-wide is touched. Only the Python standard library is used.
 """
 import atexit
 import http.client
+import json
 import os
 import re
 import shutil
@@ -334,6 +335,30 @@ def request(port, path, method="GET", headers=None, timeout=30):
 ACCESS_LINE = re.compile(
     r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (GET|HEAD|POST|OPTIONS|PUT|DELETE) (\S+) "
     r"(\d{3}) (\d+) (\d+\.\d{3})ms pid=(\d+)$", re.M)
+
+
+def reached(vel, uri, method="GET", at_least=0):
+    """How many of vel's access-log lines are method + uri, waiting up to 2 s for at_least of
+    them (a line is written when Vellum has answered, which may be after nginx has)."""
+    end = time.time() + 2
+    while True:
+        count = sum(1 for l in ACCESS_LINE.findall(vel.output()) if l[0] == method and l[1] == uri)
+        if count >= at_least or time.time() > end:
+            return count
+        time.sleep(0.05)
+
+
+def health_by_worker(port, vel, key):
+    """{pid: /health's `key` object} from every worker of vel (each /health is answered by
+    one worker; asked until all have answered, at most 200 times)."""
+    seen = {}
+    for _ in range(200):
+        st, _, body = request(port, "/health")
+        doc = json.loads(body)
+        seen[doc["pid"]] = doc[key]
+        if set(seen) >= set(vel.workers()):
+            break
+    return seen
 
 
 def check_basics(port, label):

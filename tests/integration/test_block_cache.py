@@ -4,7 +4,6 @@ block are exactly the pixels opj_decompress gives for the tile's own area (lossl
 source is never served from old blocks, a foreign or damaged file in the cache is ignored, and
 an unsafe cache folder turns the cache off rather than trusting it."""
 import concurrent.futures
-import json
 import os
 import subprocess
 
@@ -61,14 +60,8 @@ def fetch(ident, tile):
 
 
 def health_sum():
-    """Block cache counters summed over the workers (each /health is answered by one)."""
-    seen = {}
-    for _ in range(200):
-        st, _, body = t.request(n.port, "/health")
-        doc = json.loads(body)
-        seen[doc["pid"]] = doc["block_cache"]
-        if set(seen) >= set(v.workers()):
-            break
+    """Block cache counters summed over the workers."""
+    seen = t.health_by_worker(n.port, v, "block_cache")
     total = {}
     for b in seen.values():
         for k, val in b.items():

@@ -7,7 +7,7 @@ revalidation after max-age, a replaced source image, emptying the cache folder.
 Whether a request reached Vellum is read from Vellum's access log: one line per request, written
 before the end of the response goes out, so it is there when the client has the response; where
 nginx answers before it has read all of Vellum's response (a HEAD, a 304 on a miss) the check
-waits for it (reached(..., at_least=N))."""
+waits for it (t.reached(..., at_least=N))."""
 import os
 import shutil
 import subprocess
@@ -49,16 +49,6 @@ n = t.Nginx(work, v.fastcgi_address, template_name="nginx-cache")
 t.check(os.path.isdir(n.cache_dir), "nginx created the cache folder from the nginx-cache-http block")
 
 
-def reached(vel, uri, method="GET", at_least=0):
-    """Access-log lines of vel for method + uri (waits up to 2 s for at_least of them)."""
-    end = time.time() + 2
-    while True:
-        count = sum(1 for l in t.ACCESS_LINE.findall(vel.output()) if l[0] == method and l[1] == uri)
-        if count >= at_least or time.time() > end:
-            return count
-        time.sleep(0.05)
-
-
 def get(path, method="GET", headers=None, port=None, timeout=10):
     """(status, headers, body); status 0 when the response never completes (an entry with a
     Content-Length and no body makes the client wait for bytes that do not come)."""
@@ -84,7 +74,7 @@ st1, h1, b1 = get(TILE)
 t.check(st1 == 200 and h1.get("content-type") == "image/jpeg" and b1[:2] == b"\xff\xd8",
         "tile: 200 image/jpeg (%d %s)" % (st1, h1.get("content-type")))
 t.check(status(h1) == "MISS", "tile: first GET is a MISS (%s)" % status(h1))
-t.check(reached(v, TILE, at_least=1) == 1, "tile: the MISS reached Vellum once")
+t.check(t.reached(v, TILE, at_least=1) == 1, "tile: the MISS reached Vellum once")
 t.check(h1.get("cache-control", "").startswith("public, max-age=") and h1.get("etag"),
         "tile: Vellum sent Cache-Control public max-age and an ETag (%s)" % h1.get("cache-control"))
 st2, h2, b2 = get(TILE)
@@ -94,7 +84,7 @@ diff = [k for k in KEPT if h1.get(k) != h2.get(k)]
 t.check(not diff, "tile: the HIT keeps Content-Type, ETag, Last-Modified, Cache-Control, CORS, "
         "Link (differ: %s)" % diff)
 t.check(h2.get("access-control-allow-origin") == "*", "tile: the HIT has CORS *")
-t.check(reached(v, TILE) == 1, "tile: the HIT did not reach Vellum (%d lines)" % reached(v, TILE))
+t.check(t.reached(v, TILE) == 1, "tile: the HIT did not reach Vellum (%d lines)" % t.reached(v, TILE))
 
 # ---- a second URL is a separate entry ---------------------------------------------------
 TILE2 = "/iiif/3/tiled.jp2/0,0,256,256/256,/0/default.jpg"
@@ -103,7 +93,7 @@ st, h, b = get(TILE2)
 t.check(st == 200 and status(h) == "MISS" and b != b1,
         "second tile: its own MISS and its own bytes (%s)" % status(h))
 st, h, b = get(TILE2)
-t.check(status(h) == "HIT" and reached(v, TILE2, at_least=1) == 1,
+t.check(status(h) == "HIT" and t.reached(v, TILE2, at_least=1) == 1,
         "second tile: then a HIT, one Vellum request (%s)" % status(h))
 files_after = sum(len(f) for _, _, f in os.walk(n.cache_dir))
 t.check(files_after == files_before + 1,
@@ -122,7 +112,7 @@ t.check(st == 200 and status(h) == "HIT" and b == bi and h.get("content-type") =
         "info.json: HIT, same body, Content-Type kept (%s %s)" % (status(h), h.get("content-type")))
 t.check(h.get("access-control-allow-origin") == "*" and h.get("vary") == "Accept",
         "info.json: the HIT has CORS * and Vary: Accept")
-t.check(reached(v, INFO, at_least=1) == 1, "info.json: one Vellum request for two GETs")
+t.check(t.reached(v, INFO, at_least=1) == 1, "info.json: one Vellum request for two GETs")
 JSON = {"Accept": "application/json"}
 st, h, b = get(INFO, headers=JSON)
 t.check(status(h) == "MISS" and h.get("content-type") == "application/json",
@@ -133,7 +123,7 @@ t.check(status(h) == "HIT" and h.get("content-type") == "application/json",
 st, h, b = get(INFO)
 t.check(status(h) == "HIT" and h.get("content-type") == LD,
         "info.json without Accept: still a HIT with JSON-LD (%s %s)" % (status(h), h.get("content-type")))
-t.check(reached(v, INFO, at_least=2) == 2, "info.json: two Vellum requests for two Accept values")
+t.check(t.reached(v, INFO, at_least=2) == 2, "info.json: two Vellum requests for two Accept values")
 
 # ---- HEAD ------------------------------------------------------------------------------
 # After a GET: HEAD is its own entry (the method is in the key), answered without a body.
@@ -143,7 +133,7 @@ t.check(st == 200 and b == b"" and h.get("content-length") == str(len(b1))
         "HEAD after GET: 200, no body, the GET's length, ETag and type (%s)" % status(h))
 st, h, b = get(TILE, method="HEAD")
 t.check(status(h) == "HIT" and b == b"", "HEAD again: a HIT (%s)" % status(h))
-t.check(reached(v, TILE, "HEAD", at_least=1) == 1, "HEAD: reached Vellum once for two HEADs")
+t.check(t.reached(v, TILE, "HEAD", at_least=1) == 1, "HEAD: reached Vellum once for two HEADs")
 # HEAD first on a cold tile must not leave an empty body for the GETs that follow.
 TILE3 = "/iiif/3/tiled.jp2/512,256,256,256/256,/0/default.jpg"
 st, h, b = get(TILE3, method="HEAD")
@@ -152,7 +142,7 @@ t.check(st == 200 and b == b"" and status(h) == "MISS", "HEAD on a cold tile: 20
 st, h, b = get(TILE3, timeout=5)
 t.check(st == 200 and len(b) > 0 and str(len(b)) == head_len and b[:2] == b"\xff\xd8",
         "GET after a HEAD on a cold tile: the whole tile (%d, %d bytes, HEAD said %s)" % (st, len(b), head_len))
-t.check(reached(v, TILE3, "GET", at_least=1) == 1, "GET after HEAD reached Vellum (a separate entry)")
+t.check(t.reached(v, TILE3, "GET", at_least=1) == 1, "GET after HEAD reached Vellum (a separate entry)")
 
 # ---- errors are not kept ---------------------------------------------------------------------
 for label, path, want in (("404", "/iiif/3/no-such-image.jp2/info.json", 404),
@@ -162,7 +152,7 @@ for label, path, want in (("404", "/iiif/3/no-such-image.jp2/info.json", 404),
             "%s: %d with Cache-Control: no-store (%d, %s)" % (label, want, st, h.get("cache-control")))
     st, h, b = get(path)
     t.check(st == want and status(h) != "HIT", "%s: the second request is not a HIT (%s)" % (label, status(h)))
-    t.check(reached(v, path, at_least=2) == 2, "%s: both requests reached Vellum (%d)" % (label, reached(v, path)))
+    t.check(t.reached(v, path, at_least=2) == 2, "%s: both requests reached Vellum (%d)" % (label, t.reached(v, path)))
 
 # ---- /health and the Presentation API stay out of the cache ------------------------------------
 HEALTH = "/health?cache-probe=1"
@@ -170,17 +160,17 @@ for _ in range(2):
     st, h, b = get(HEALTH)
 t.check(st == 200 and h.get("cache-control") == "no-store" and "x-cache-status" not in h,
         "/health: 200, no-store, not through the cache location (%s)" % status(h))
-t.check(reached(v, HEALTH, at_least=2) == 2, "/health: both requests reached Vellum")
+t.check(t.reached(v, HEALTH, at_least=2) == 2, "/health: both requests reached Vellum")
 MANIFEST = "/presentation/3/book/manifest"
 st, h, b = get(MANIFEST)
 t.check(st == 200 and "x-cache-status" not in h, "manifest: 200, not through the cache location")
 etag = h.get("etag", "")
 st, h, b = get(MANIFEST, headers={"If-None-Match": etag})
 t.check(st == 304 and b == b"", "manifest: If-None-Match still gives Vellum's 304 (%d)" % st)
-t.check(reached(v, MANIFEST, at_least=2) == 2, "manifest: both requests reached Vellum")
+t.check(t.reached(v, MANIFEST, at_least=2) == 2, "manifest: both requests reached Vellum")
 
 # ---- conditional requests -----------------------------------------------------------------
-before = reached(v, TILE)
+before = t.reached(v, TILE)
 st, h, b = get(TILE, headers={"If-None-Match": h1.get("etag", "")})
 t.check(st == 304 and b == b"" and status(h) == "HIT" and h.get("etag") == h1.get("etag"),
         "If-None-Match with the ETag of a cached tile: 304 from the cache (%d %s)" % (st, status(h)))
@@ -188,7 +178,7 @@ st, h, b = get(TILE, headers={"If-None-Match": '"mffffffffffffffff"'})
 t.check(st == 200 and b == b1 and status(h) == "HIT", "another ETag: 200 from the cache (%d)" % st)
 st, h, b = get(TILE, headers={"If-Modified-Since": h1.get("last-modified", "")})
 t.check(st == 304 and status(h) == "HIT", "If-Modified-Since of a cached tile: 304 (%d)" % st)
-t.check(reached(v, TILE) == before, "conditional requests on a cached tile did not reach Vellum")
+t.check(t.reached(v, TILE) == before, "conditional requests on a cached tile did not reach Vellum")
 # On a miss nginx asks Vellum for the whole tile, keeps it, and answers the client 304.
 TILE4 = "/iiif/3/tiled.jp2/0,256,256,256/256,/0/default.jpg"
 st, h, b = get(TILE4, method="HEAD")  # learn the ETag under the HEAD entry
@@ -196,7 +186,7 @@ etag4 = h.get("etag", "")
 st, h, b = get(TILE4, headers={"If-None-Match": etag4})
 t.check(st == 304 and status(h) == "MISS", "If-None-Match on a cold tile: 304, MISS (%d %s)" % (st, status(h)))
 # nginx sends the 304 as soon as Vellum's headers are in, and goes on reading the body to store.
-reached(v, TILE4, at_least=1)
+t.reached(v, TILE4, at_least=1)
 lines = [l for l in t.ACCESS_LINE.findall(v.output()) if l[0] == "GET" and l[1] == TILE4]
 t.check(len(lines) == 1 and lines[0][2] == "200" and int(lines[0][3]) > 0,
         "...Vellum rendered the whole tile for it (%s)" % [l[2:4] for l in lines])
@@ -240,7 +230,7 @@ for th in threads:
     th.join()
 t.check(all(r[0] == 200 for r in results) and len({r[2] for r in results}) == 1 and results[0][2][:2] == b"\xff\xd8",
         "lock: %d simultaneous GETs all 200 with the same bytes (%s)" % (N, [r[:2] for r in results]))
-decodes = reached(v, COLD, at_least=1)
+decodes = t.reached(v, COLD, at_least=1)
 t.check(decodes == 1, "lock: Vellum decoded it once for %d simultaneous requests (%d)" % (N, decodes))
 print("     lock: statuses %s, seconds %s" % (sorted(r[1] for r in results),
                                               sorted(round(r[3], 3) for r in results)), flush=True)
@@ -253,7 +243,7 @@ t.check(st == 200 and status(h) == "MISS" and b == b1,
         "after emptying the cache folder: MISS, the tile from Vellum again (%s)" % status(h))
 st, h, b = get(TILE)
 t.check(status(h) == "HIT", "...then a HIT again (%s)" % status(h))
-t.check(reached(v, TILE, at_least=2) == 2, "...Vellum asked once more (2 GETs in all)")
+t.check(t.reached(v, TILE, at_least=2) == 2, "...Vellum asked once more (2 GETs in all)")
 
 err = open(os.path.join(n.dir, "error.log")).read()
 bad = [l for l in err.splitlines() if "[crit]" in l or "[alert]" in l or "[emerg]" in l]
@@ -272,7 +262,7 @@ t.check(h.get("cache-control") == "no-store" and not h.get("etag") and not h.get
         "memory limit: the 413 says no-store and has no ETag or Last-Modified (%s)" % h.get("cache-control"))
 st, h, b = get(BIG, port=n2.port)
 t.check(st == 413 and status(h) != "HIT", "memory limit: the second 413 is not a HIT (%s)" % status(h))
-t.check(reached(v2, BIG, at_least=2) == 2, "memory limit: both requests reached Vellum (%d)" % reached(v2, BIG))
+t.check(t.reached(v2, BIG, at_least=2) == 2, "memory limit: both requests reached Vellum (%d)" % t.reached(v2, BIG))
 n2.stop()
 v2.stop()
 
@@ -303,7 +293,7 @@ time.sleep(MAX_AGE + 1.2)
 st, h, b = get(SAME, port=n3.port)
 t.check(st == 200 and status(h) == "REVALIDATED" and b == bs,
         "after max-age, unchanged source: REVALIDATED, same bytes (%s)" % status(h))
-reached(v3, SAME, at_least=2)
+t.reached(v3, SAME, at_least=2)
 lines = [l[2] for l in t.ACCESS_LINE.findall(v3.output()) if l[1] == SAME]
 t.check(lines == ["200", "304"], "...Vellum answered the revalidation 304, no decode (%s)" % lines)
 st, h, b = get(SAME, port=n3.port)

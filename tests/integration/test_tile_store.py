@@ -70,16 +70,6 @@ finally:
 n = t.Nginx(work, v.fastcgi_address, template_name="nginx-store", values={"STORE_DIR": store})
 
 
-def reached(vel, uri, method="GET", at_least=0):
-    """Access-log lines of vel for method + uri (waits up to 2 s for at_least of them)."""
-    end = time.time() + 2
-    while True:
-        count = sum(1 for l in t.ACCESS_LINE.findall(vel.output()) if l[0] == method and l[1] == uri)
-        if count >= at_least or time.time() > end:
-            return count
-        time.sleep(0.05)
-
-
 def get(path, method="GET", headers=None, port=None, timeout=20):
     try:
         return t.request(port or n.port, path, method=method, headers=headers, timeout=timeout)
@@ -125,15 +115,9 @@ def stored(path, d=None, wait=2.0):
 
 
 def health_sum(port, vel):
-    """tile_store counters summed over the workers (each /health is answered by one); bytes
-    and enabled are the store's, taken from any."""
-    seen = {}
-    for _ in range(200):
-        st, _, body = t.request(port, "/health")
-        doc = json.loads(body)
-        seen[doc["pid"]] = doc["tile_store"]
-        if set(seen) >= set(vel.workers()):
-            break
+    """tile_store counters summed over the workers; bytes and enabled are the store's, taken
+    from any."""
+    seen = t.health_by_worker(port, vel, "tile_store")
     total = {"enabled": all(b["enabled"] for b in seen.values()),
              "bytes": max(b["bytes"] for b in seen.values())}
     for b in seen.values():
@@ -156,7 +140,7 @@ st, h1, b1 = get(TILE)
 t.check(st == 200 and h1.get("content-type") == "image/jpeg" and b1[:2] == b"\xff\xd8",
         "tile: 200 image/jpeg (%d %s)" % (st, h1.get("content-type")))
 t.check("decode;dur=" in h1.get("server-timing", ""), "tile: the first answer is Vellum's (Server-Timing)")
-t.check(reached(v, TILE, at_least=1) == 1, "tile: the first GET reached Vellum once")
+t.check(t.reached(v, TILE, at_least=1) == 1, "tile: the first GET reached Vellum once")
 t.check(stored(TILE) == b1, "tile: %s%s holds the %d bytes of the response" % (store, TILE, len(b1)))
 if os.path.exists(store + fpath(TILE)):
     mode = stat.S_IMODE(os.stat(store + fpath(TILE)).st_mode)
@@ -177,7 +161,7 @@ t.check(mode == 0o700, "the store's .vellum folder is private (%o)" % mode)
 
 st, h2, b2 = get(TILE)
 t.check(st == 200 and b2 == b1, "stored tile: 200 with the same %d bytes (%d)" % (len(b1), st))
-t.check(reached(v, TILE) == 1, "stored tile: did not reach Vellum (%d lines)" % reached(v, TILE))
+t.check(t.reached(v, TILE) == 1, "stored tile: did not reach Vellum (%d lines)" % t.reached(v, TILE))
 t.check("server-timing" not in h2 and "link" not in h2,
         "stored tile: sent by nginx (no Server-Timing, no Link)")
 t.check(h2.get("access-control-allow-origin") == "*", "stored tile: CORS * (%s)" % h2.get("access-control-allow-origin"))
@@ -188,7 +172,7 @@ t.check(h2.get("content-type") == "image/jpeg", "stored tile: image/jpeg (%s)" %
 PNG = tile("a.jp2", 256, 0, fmt="png")
 st, hp1, bp1 = get(PNG)
 t.check(st == 200 and hp1.get("content-type") == "image/png" and bp1[:4] == b"\x89PNG"
-        and "server-timing" in hp1 and reached(v, PNG, at_least=1) == 1,
+        and "server-timing" in hp1 and t.reached(v, PNG, at_least=1) == 1,
         "png tile: 200 image/png from Vellum (%d %s)" % (st, hp1.get("content-type")))
 t.check(stored(PNG) == bp1, "png tile: stored with the response's bytes")
 st, hp2, bp2 = get(PNG)
@@ -196,12 +180,12 @@ t.check(st == 200 and bp2 == bp1 and hp2.get("content-type") == "image/png" and 
         and hp2.get("access-control-allow-origin") == "*" and "max-age=" in hp2.get("cache-control", ""),
         "png tile again: 200 image/png, same bytes, CORS and max-age, from nginx (%s %s)"
         % (hp2.get("content-type"), hp2.get("cache-control")))
-t.check(reached(v, PNG) == 1, "png tile again: did not reach Vellum")
+t.check(t.reached(v, PNG) == 1, "png tile again: did not reach Vellum")
 V2 = "/iiif/2/a.jp2/0,0,256,256/256,/0/default.jpg"
 st, h, bv2 = get(V2)
 t.check(st == 200 and stored(V2) == bv2, "Image API 2 tile: stored under /iiif/2/ (%d)" % st)
 st, h, b = get(V2)
-t.check(st == 200 and b == bv2 and reached(v, V2) == 1, "Image API 2 tile again: from the file (%d)" % st)
+t.check(st == 200 and b == bv2 and t.reached(v, V2) == 1, "Image API 2 tile again: from the file (%d)" % st)
 for p in ("/.vellum/bytes", "/iiif/../.vellum/bytes", "/iiif/3/../../.vellum/bytes"):
     st, h, b = get(p)
     t.check(st in (400, 404) and len(b) != 4096, "the store's state is reachable by no URL: %s (%d)" % (p, st))
@@ -211,28 +195,28 @@ st, h, b = get(TILE, method="HEAD")
 t.check(st == 200 and b == b"" and h.get("content-length") == str(len(b1)),
         "HEAD of a stored tile: 200, Content-Length %s = the file's %d bytes" % (h.get("content-length"), len(b1)))
 # (a HEAD's log line may come after nginx answered: wait for one that should not come)
-t.check(reached(v, TILE, "HEAD", at_least=1) == 0, "HEAD of a stored tile: did not reach Vellum")
+t.check(t.reached(v, TILE, "HEAD", at_least=1) == 0, "HEAD of a stored tile: did not reach Vellum")
 COLD = tile("a.jp2", 512, 0)
 st, h, b = get(COLD, method="HEAD")
 cold_etag = h.get("etag", "")
 t.check(st == 200 and b == b"" and int(h.get("content-length", 0)) > 0,
         "HEAD of an unstored tile: 200 with a length (%d %s)" % (st, h.get("content-length")))
-t.check(reached(v, COLD, "HEAD", at_least=1) == 1, "HEAD of an unstored tile: reached Vellum")
+t.check(t.reached(v, COLD, "HEAD", at_least=1) == 1, "HEAD of an unstored tile: reached Vellum")
 t.check(not os.path.lexists(store + fpath(COLD)), "HEAD of an unstored tile: nothing stored")
 
 # ---- 304s are not stored; Vellum's ETag then nginx's ---------------------------------------
 st, h, b = get(COLD, headers={"If-None-Match": cold_etag})
 t.check(st == 304 and b == b"", "If-None-Match with Vellum's ETag of an unstored tile: 304 (%d)" % st)
-t.check(reached(v, COLD, at_least=1) == 1, "...from Vellum")
+t.check(t.reached(v, COLD, at_least=1) == 1, "...from Vellum")
 t.check(not os.path.lexists(store + fpath(COLD)), "...and the 304 stored nothing")
 st, h, bc = get(COLD)
-t.check(st == 200 and stored(COLD) == bc and reached(v, COLD, at_least=2) == 2,
+t.check(st == 200 and stored(COLD) == bc and t.reached(v, COLD, at_least=2) == 2,
         "a plain GET then stores it (%d)" % st)
 st, h, b = get(COLD, headers={"If-None-Match": cold_etag})
 t.check(st == 200 and b == bc, "stored tile with Vellum's old ETag: nginx sends a full 200 (%d)" % st)
 st, h, b = get(COLD, headers={"If-None-Match": h.get("etag", "-")})
 t.check(st == 304, "stored tile with nginx's ETag: nginx's 304 (%d)" % st)
-t.check(reached(v, COLD) == 2, "conditional GETs of a stored tile did not reach Vellum")
+t.check(t.reached(v, COLD) == 2, "conditional GETs of a stored tile did not reach Vellum")
 
 # ---- OPTIONS goes to Vellum (its preflight), not nginx's static 405 -------------------------
 st, h, b = get(TILE, method="OPTIONS", headers={"Origin": "https://viewer.example",
@@ -240,7 +224,7 @@ st, h, b = get(TILE, method="OPTIONS", headers={"Origin": "https://viewer.exampl
 t.check(st == 204 and "GET" in h.get("access-control-allow-methods", "")
         and h.get("access-control-allow-origin") == "*",
         "OPTIONS on a stored tile: Vellum's 204 preflight (%d %s)" % (st, h.get("access-control-allow-methods")))
-t.check(reached(v, TILE, "OPTIONS", at_least=1) == 1, "OPTIONS on a stored tile reached Vellum")
+t.check(t.reached(v, TILE, "OPTIONS", at_least=1) == 1, "OPTIONS on a stored tile reached Vellum")
 
 # ---- what is never stored ---------------------------------------------------------------------
 settle()
@@ -258,8 +242,8 @@ for label, path, want, times in cases:
         st, h, b = get(path)
         bodies.add(b)
         t.check(st == want, "%s: %d (got %d)" % (label, want, st))
-    t.check(reached(v, path, at_least=times) == times,
-            "%s: every request reached Vellum (%d of %d)" % (label, reached(v, path), times))
+    t.check(t.reached(v, path, at_least=times) == times,
+            "%s: every request reached Vellum (%d of %d)" % (label, t.reached(v, path), times))
     if want == 200 and path != "/iiif/3/a.jp2/info.json":
         t.check(len(bodies) == 1 and next(iter(bodies))[:2] == b"\xff\xd8", "%s: a JPEG, the same both times" % label)
 st, h, b = get("/iiif/3/a.jp2")
@@ -267,7 +251,7 @@ t.check(os.path.isdir(store + "/iiif/3/a.jp2") and st == 303
         and h.get("location", "").endswith("/iiif/3/a.jp2/info.json"),
         "base URI with the identifier's folder in the store: Vellum's 303 to info.json (%d %s)"
         % (st, h.get("location")))
-t.check(reached(v, "/iiif/3/a.jp2", at_least=1) == 1, "base URI reached Vellum")
+t.check(t.reached(v, "/iiif/3/a.jp2", at_least=1) == 1, "base URI reached Vellum")
 after = files(store)
 t.check(after == before, "none of these (query, 400, 404, info.json, 303) left a file in the "
         "store (new: %s)" % sorted(set(after) - set(before)))
@@ -276,12 +260,12 @@ t.check(after == before, "none of these (query, 400, 404, info.json, 303) left a
 # nginx decodes $uri once, as Vellum decodes an identifier once: the file is stored at the
 # decoded path, where nginx looks for it.
 st, h, b_enc = get(ENC)
-t.check(st == 200 and reached(v, ENC, at_least=1) == 1 and "server-timing" in h,
+t.check(st == 200 and t.reached(v, ENC, at_least=1) == 1 and "server-timing" in h,
         "%%2F identifier: the first request reaches Vellum (%d)" % st)
 t.check(stored(ENC.replace("%2F", "/")) == b_enc,
         "%%2F identifier: stored at the decoded path %s" % fpath(ENC.replace("%2F", "/")))
 st, h, b = get(ENC)
-t.check(st == 200 and b == b_enc and reached(v, ENC) == 1 and "server-timing" not in h,
+t.check(st == 200 and b == b_enc and t.reached(v, ENC) == 1 and "server-timing" not in h,
         "%%2F identifier: the second request is the file, sent by nginx (%d)" % st)
 ENC2 = tile("sub%252Fb.jp2", 0, 0)  # decodes once to sub%2Fb.jp2: a name the store refuses
 st, h, b = get(ENC2)
@@ -306,7 +290,7 @@ os.symlink(outside, store + "/iiif/3/s.jp2")
 S1 = tile("s.jp2", 0, 0)
 st, h, b = get(S1)
 t.check(st == 200 and b == b1, "link as the identifier's folder: the tile is served (%d)" % st)
-t.check(reached(v, S1, at_least=1) == 1, "...by Vellum")
+t.check(t.reached(v, S1, at_least=1) == 1, "...by Vellum")
 t.check(not os.listdir(outside), "...and nothing was written through the link (%s)" % os.listdir(outside))
 # (2) a folder above the identifier's (an identifier in a subfolder, sub2/d.jp2).
 os.makedirs(store + "/iiif/3", exist_ok=True)
@@ -329,7 +313,7 @@ S4 = tile("a.jp2", 0, 0, size=128)
 os.makedirs(os.path.dirname(store + fpath(S4)), exist_ok=True)
 os.symlink(os.path.join(outside, "leaf.jpg"), store + fpath(S4))
 st, h, b = get(S4)
-t.check(st == 200 and reached(v, S4, at_least=1) == 1, "dangling link as the tile's file: Vellum serves it (%d)" % st)
+t.check(st == 200 and t.reached(v, S4, at_least=1) == 1, "dangling link as the tile's file: Vellum serves it (%d)" % st)
 got = stored(S4)  # waits for the write that follows the response
 t.check(not os.path.lexists(os.path.join(outside, "leaf.jpg")) and not os.path.islink(store + fpath(S4))
         and got == b, "...the link is replaced by the file, its target never written")
@@ -347,11 +331,11 @@ os.replace(os.path.join(work, "r-new.jp2"), rpath)  # a new inode
 later = os.stat(rpath).st_mtime + 5
 os.utime(rpath, (later, later))
 st, h, b = get(R1)
-t.check(st == 200 and b == old[R1] and reached(v, R1) == 1,
+t.check(st == 200 and b == old[R1] and t.reached(v, R1) == 1,
         "replaced source, before any request reaches Vellum: nginx still sends the old tile "
         "(deploy.md: until someone asks for info.json)")
 st, h, b = get(RINFO)
-t.check(st == 200 and reached(v, RINFO, at_least=1) == 1, "replaced source: info.json reached Vellum (%d)" % st)
+t.check(st == 200 and t.reached(v, RINFO, at_least=1) == 1, "replaced source: info.json reached Vellum (%d)" % st)
 left = files(store + "/iiif/3/r.jp2")
 t.check(not left, "replaced source: info.json emptied the identifier's folder (left: %s)" % sorted(left))
 inv1 = health_sum(n.port, v)["invalidated"]
@@ -359,7 +343,7 @@ t.check(inv1 == inv0 + 1, "replaced source: /health invalidated %d -> %d" % (inv
 new = {}
 for p in (R1, R2):
     st, h, new[p] = get(p)
-    t.check(st == 200 and reached(v, p, at_least=2) == 2 and "server-timing" in h,
+    t.check(st == 200 and t.reached(v, p, at_least=2) == 2 and "server-timing" in h,
             "replaced source: %s reached Vellum again (%d)" % (p, st))
     t.check(new[p] != old[p] and stored(p) == new[p], "replaced source: %s has new bytes, and the "
             "store holds them" % p)
@@ -369,7 +353,7 @@ t.check(got[:4] == ref[:4], "replaced source: the new png tile is opj_decompress
 # The second replacement is noticed by an image request that reaches Vellum, without info.json.
 os.replace(os.path.join(work, "r-third.jp2"), rpath)
 st, h, b3 = get(R3)
-t.check(st == 200 and reached(v, R3, at_least=1) == 1, "second replacement: a new tile reached Vellum (%d)" % st)
+t.check(st == 200 and t.reached(v, R3, at_least=1) == 1, "second replacement: a new tile reached Vellum (%d)" % st)
 settle()
 left = files(store + "/iiif/3/r.jp2")
 t.check(sorted(left) == [fpath(R3)[len("/iiif/3/r.jp2"):]] and stored(R3) == b3,
@@ -379,7 +363,7 @@ t.check(inv2 == inv1 + 1, "second replacement: /health invalidated %d -> %d" % (
 third = {}
 for p in (R1, R2):
     st, h, third[p] = get(p)
-    t.check(st == 200 and reached(v, p, at_least=3) == 3 and third[p] not in (old[p], new[p])
+    t.check(st == 200 and t.reached(v, p, at_least=3) == 3 and third[p] not in (old[p], new[p])
             and stored(p) == third[p], "second replacement: %s from Vellum with the third file's bytes" % p)
 
 # ---- an escaped identifier: nginx decodes it to the stored file, so Vellum checks that one ------
@@ -387,7 +371,7 @@ LIT, ESC = tile("sub/b.jp2", 256, 0), tile("sub%2Fb.jp2", 256, 0)
 st, h, b_old = get(LIT)
 t.check(st == 200 and stored(LIT) == b_old, "literal-slash identifier: %s stored" % LIT)
 st, h, b = get(ESC)
-t.check(st == 200 and b == b_old and reached(v, ESC) == 0,
+t.check(st == 200 and b == b_old and t.reached(v, ESC) == 0,
         "the same tile as sub%%2Fb.jp2: nginx sends the stored file (decoded $uri) (%d)" % st)
 os.replace(os.path.join(work, "b-new.jp2"), os.path.join(root, "sub", "b.jp2"))
 st, h, b = get("/iiif/3/sub%2Fb.jp2/info.json")
@@ -395,7 +379,7 @@ t.check(st == 200 and not files(store + "/iiif/3/sub/b.jp2"),
         "replaced sub/b.jp2: info.json asked as sub%%2Fb.jp2 empties the folder nginx reads (%d, left %s)"
         % (st, sorted(files(store + "/iiif/3/sub/b.jp2"))))
 st, h, b = get(ESC)
-t.check(st == 200 and reached(v, ESC, at_least=1) == 1 and b != b_old,
+t.check(st == 200 and t.reached(v, ESC, at_least=1) == 1 and b != b_old,
         "replaced sub/b.jp2: the escaped tile reaches Vellum and has the new file's bytes (%d)" % st)
 
 # ---- 4 clients, the same 20 new tiles at once -------------------------------------------------
@@ -484,7 +468,7 @@ t.check(hc["evicted"] > 0 and hc["stored"] == len(order),
         "cap: /health says evicted > 0, stored = %d (%s)" % (len(order), hc))
 t.check(0 < hc["bytes"] <= 1 << 20, "cap: /health bytes %d within the cap" % hc["bytes"])
 st, h, b = get(order[0], port=nc.port)
-t.check(st == 200 and b == first and reached(vc, order[0], at_least=2) == 2,
+t.check(st == 200 and b == first and t.reached(vc, order[0], at_least=2) == 2,
         "cap: a removed tile asked again comes from Vellum with the same bytes (%d)" % st)
 t.check(stored(order[0], capstore) == first, "cap: ...and is stored again")
 nc.stop()
@@ -500,7 +484,7 @@ nu = t.Nginx(work, vu.fastcgi_address, template_name="nginx-store", values={"STO
 for _ in range(2):
     st, h, b = get(TILE, port=nu.port)
     t.check(st == 200 and b == b1, "unsafe store: the tile is served (%d)" % st)
-t.check(reached(vu, TILE, at_least=2) == 2, "unsafe store: both requests reached Vellum")
+t.check(t.reached(vu, TILE, at_least=2) == 2, "unsafe store: both requests reached Vellum")
 t.check(not os.listdir(unsafe), "unsafe store: nothing was written to it (%s)" % os.listdir(unsafe))
 t.check("serving without the tile store" in vu.output() and "writable by no one else" in vu.output(),
         "unsafe store: Vellum says it serves without the tile store, and why")
