@@ -709,6 +709,14 @@ static bool convert_fast(const struct comp_view *views, const int *sel, int nsel
             const OPJ_INT32 *src = views[k].data + views[k].ymap[j] + views[k].xmap[0];
             /* Clamp before adding the signed offset: corrupt data may hold any int32. */
             int32_t off = (int32_t)views[k].offset, lo = -off, hi = 255 - off;
+            if (channels == 1) { /* unit stride, so the compiler vectorizes it */
+                for (uint32_t i = 0; i < out_w; i++) {
+                    int32_t v = src[i];
+                    v = v < lo ? lo : v > hi ? hi : v;
+                    p[i] = (unsigned char)(v + off);
+                }
+                continue;
+            }
             for (uint32_t i = 0; i < out_w; i++) {
                 int32_t v = src[i];
                 v = v < lo ? lo : v > hi ? hi : v;
