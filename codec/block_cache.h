@@ -56,4 +56,9 @@ struct block_cache_stats {
 };
 void block_cache_stats(const struct block_cache *c, struct block_cache_stats *s);
 
+/* Bring the folder back under its cap if this process stored a block since the last call.
+ * A worker calls it once a response is out: the scan is work no client needs to wait for.
+ * Until then the folder may exceed the cap by what one request stored. */
+void block_cache_tidy(struct block_cache *c);
+
 #endif

@@ -53,7 +53,8 @@ void handle_presentation(struct app *app, const struct http_request *req,
 void handle_presentation_release(struct app *app);
 /* Close the block cache and tile store handle_image opened. */
 void handle_image_release(struct app *app);
-/* Work a response left for after it was sent (an image to put in the tile store). */
+/* Work a response left for after it was sent: an image to put in the tile store, the block
+ * cache's size check. */
 void handle_image_after_response(struct app *app);
 
 #endif

@@ -161,7 +161,7 @@ static void store_image(struct app *app, const struct http_request *req, int dro
     app->pending = p;
 }
 
-void handle_image_after_response(struct app *app)
+static void store_pending(struct app *app)
 {
     struct pending_store *p = app->pending;
     if (!p)
@@ -177,6 +177,12 @@ void handle_image_after_response(struct app *app)
         source_stamp_equal(&now, &p->stamp))
         (void)tile_store_put(app->tiles, p->path, p->body, p->len);
     pending_free(p);
+}
+
+void handle_image_after_response(struct app *app)
+{
+    store_pending(app);
+    block_cache_tidy(app->blocks);
 }
 
 static void serve_info(struct app *app, const struct http_request *req, struct http_response *resp,
