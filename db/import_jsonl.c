@@ -53,6 +53,7 @@ static const char *type_name(const cJSON *v)
 /* A string value, checked for UTF-8 (cJSON decodes \u escapes without checking them). */
 static int get_string(struct jl *j, const cJSON *v, const char *field, const char **out)
 {
+    *out = NULL;
     if (!cJSON_IsString(v))
         return fail(j, field, "expected a string, found %s", type_name(v));
     size_t n = strlen(v->valuestring);

@@ -33,6 +33,7 @@ static const char *const load_sql[LS_COUNT] = {
 
 int db_stmt(struct db *db, enum db_load_stmt which, sqlite3_stmt **out, struct verr *err)
 {
+    *out = NULL;
     if (!db->load[which] &&
         sqlite3_prepare_v3(db->sq, load_sql[which], -1, SQLITE_PREPARE_PERSISTENT, &db->load[which],
                            NULL) != SQLITE_OK)

@@ -1773,7 +1773,11 @@ static void ranges2(struct ctx *c, const struct db_object *obj, const struct db_
         open_arr(c, "ranges");
         for (size_t i = 0; i < nr; i++) {
             char p[512];
-            snprintf(p, sizeof p, "%s.%zu", path, i + 1);
+            int n = snprintf(p, sizeof p, "%s.%zu", path, i + 1);
+            if (n < 0 || (size_t)n >= sizeof p) {
+                c->failed = true;
+                return;
+            }
             put_link(c, NULL, c->obj, "/range/", 0, p);
         }
         close_arr(c);
