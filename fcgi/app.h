@@ -31,6 +31,7 @@ struct app {
     time_t started;          /* when the server (master, or the single process) started */
     uint64_t served;         /* requests served by this worker */
     bool tainted;            /* a decoder crashed inside a guarded call: exit after this response */
+    long debug_after_ms;     /* /debug/sleep?after_ms=: sleep this long once the response is out */
 };
 
 /* A handler fills resp (status, headers, body); returning is enough, errors go in resp. */
@@ -56,5 +57,8 @@ void handle_image_release(struct app *app);
 /* Work a response left for after it was sent: an image to put in the tile store, the block
  * cache's size check. */
 void handle_image_after_response(struct app *app);
+/* Everything left for after the response (the above, and /debug/sleep's after_ms). The worker
+ * runs it under request_timeout_ms, like a request. */
+void app_after_response(struct app *app);
 
 #endif

@@ -75,8 +75,9 @@ static void on_deadline(int sig)
         guard_armed = 0;
         siglongjmp(guard_env, sig);
     }
-    static const char msg[] = "vellum: a request passed request_timeout_ms outside the decoder; "
-                              "this worker exits and will be replaced\n";
+    static const char msg[] = "vellum: a request (or the work after its response) passed "
+                              "request_timeout_ms outside the decoder; this worker exits and "
+                              "will be replaced\n";
     (void)!write(STDERR_FILENO, msg, sizeof msg - 1);
     _exit(GUARD_EXIT_TIMEOUT);
 }

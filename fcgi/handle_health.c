@@ -58,15 +58,17 @@ void handle_health(struct app *app, const struct http_request *req, struct http_
 void handle_debug_sleep(struct app *app, const struct http_request *req,
                         struct http_response *resp)
 {
-    (void)app;
     char v[32];
-    long ms = 1000;
+    long ms = 1000, after = 0;
     if (http_query_get(req, "ms", v, sizeof v))
         ms = strtol(v, NULL, 10);
-    if (ms < 0 || ms > 60000) {
-        http_error(resp, 400, "ms must be 0..60000");
+    if (http_query_get(req, "after_ms", v, sizeof v))
+        after = strtol(v, NULL, 10);
+    if (ms < 0 || ms > 60000 || after < 0 || after > 60000) {
+        http_error(resp, 400, "ms and after_ms must be 0..60000");
         return;
     }
+    app->debug_after_ms = after; /* stands for slow work after the response (app_after_response) */
     struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
     while (nanosleep(&ts, &ts) != 0)
         ;

@@ -166,7 +166,12 @@ static int worker_loop(struct app *app, int listen_fd, pid_t master)
             _exit(EXIT_TAINTED);
         }
         FCGX_Finish_r(&fr);
-        handle_image_after_response(app);
+        /* What the response left for later (tile store writes, the block cache's size check)
+         * is bounded like a request: a hung file system must not keep the worker for good.
+         * Past the limit the worker exits (guard.h) and the master starts another. */
+        guard_deadline_start(app->cfg->request_timeout_ms);
+        app_after_response(app);
+        guard_deadline_stop();
         if (max_req > 0 && app->served >= (uint64_t)max_req) {
             rc = EXIT_RECYCLE;
             break;

@@ -4,6 +4,7 @@
 
 #include <stdbool.h>
 #include <string.h>
+#include <time.h>
 
 struct route {
     const char *path;
@@ -58,4 +59,15 @@ void app_handle(struct app *app, const struct http_request *req, struct http_res
         return;
     }
     r->handler(app, req, resp);
+}
+
+void app_after_response(struct app *app)
+{
+    handle_image_after_response(app);
+    if (app->debug_after_ms > 0) {
+        struct timespec ts = {app->debug_after_ms / 1000, (app->debug_after_ms % 1000) * 1000000L};
+        app->debug_after_ms = 0;
+        while (nanosleep(&ts, &ts) != 0)
+            ;
+    }
 }

@@ -63,6 +63,23 @@ t.wait_for(lambda: len(v.workers()) == 1 and v.workers() != before, what="worker
 t.check("passed request_timeout_ms" in v.output(), "timeout outside the decoder: the master logged it")
 st, _, _ = t.request(n.port, "/debug/sleep?ms=20")
 t.check(st == 200, "timeout: a request within the limit afterwards is served (%d)" % st)
+
+# --- after the response (tile store writes, block cache tidying; here /debug/sleep's after_ms,
+# which sleeps once the answer is out): the client has its answer, the worker exits at the
+# limit instead of staying busy, and is replaced -----------------------------------------------
+before = v.workers()
+logged = v.output().count("passed request_timeout_ms")
+t0 = time.time()
+st, _, body = t.request(n.port, "/debug/sleep?ms=0&after_ms=30000")
+took = time.time() - t0
+t.check(st == 200 and b'"slept_ms":0' in body, "after the response: the client got its answer (%d %r)" % (st, body[:80]))
+t.check(took < 3, "after the response: the answer did not wait for the work after it (%.2f s)" % took)
+t.wait_for(lambda: len(v.workers()) == 1 and v.workers() != before, timeout=10,
+           what="the worker stuck after its response replaced at the limit (not after 30 s)")
+t.check(v.output().count("passed request_timeout_ms") > logged,
+        "after the response: the master logged why the worker stopped")
+st, _, _ = t.request(n.port, "/debug/sleep?ms=20")
+t.check(st == 200, "after the response: the next request is served (%d)" % st)
 v.stop()
 n.stop()
 
