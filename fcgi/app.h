@@ -14,6 +14,7 @@
 struct source_cache;
 struct block_cache;
 struct tile_store;
+struct memcache;
 struct pending_store;
 struct db;
 
@@ -24,6 +25,8 @@ struct app {
     bool blocks_failed;      /* it could not be opened (logged once): serve without it */
     struct tile_store *tiles; /* images kept as files for the web server, opened on first use */
     bool tiles_failed;       /* it could not be opened (logged once): serve without it */
+    struct memcache *mcache; /* images shared with other hosts (memcached), made on first use */
+    bool mcache_failed;      /* memcached_servers did not parse (logged once): serve without it */
     struct pending_store *pending; /* an image to store once its response is out */
     struct db *db;           /* the catalogue, opened read-only on first use (Presentation API) */
     dev_t db_dev;            /* which file db is: reopened when the path names another file */
@@ -52,10 +55,10 @@ void handle_presentation(struct app *app, const struct http_request *req,
                          struct http_response *resp);
 /* Close the catalogue handle_presentation opened; for a worker that stops (leak checkers). */
 void handle_presentation_release(struct app *app);
-/* Close the block cache and tile store handle_image opened. */
+/* Close the block cache, tile store and memcached client handle_image opened. */
 void handle_image_release(struct app *app);
-/* Work a response left for after it was sent: an image to put in the tile store, the block
- * cache's size check. */
+/* Work a response left for after it was sent: an image to put in the tile store and in
+ * memcached, the block cache's size check. */
 void handle_image_after_response(struct app *app);
 /* Everything left for after the response (the above, and /debug/sleep's after_ms). The worker
  * runs it under request_timeout_ms, like a request. */

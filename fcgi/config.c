@@ -2,6 +2,7 @@
  * Every key is declared once below, with its type, bounds and the comment that the example
  * file and --help print, so documentation and behaviour cannot drift apart. */
 #include "config.h"
+#include "memcache.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -72,6 +73,11 @@ static const struct key keys[] = {
      "(docs/deploy.md); empty = off"},
     {"tile_store_mb", NUM(tile_store_mb, 1, 16777216), "4096",
      "cap of the tile store in MB; past it the oldest files are removed down to 3/4"},
+    {"memcached_servers", STR(memcached_servers), "",
+     "memcached servers (host:port,host:port) that several Vellum hosts share images through "
+     "(docs/deploy.md); empty = off"},
+    {"memcached_ttl_s", NUM(memcached_ttl_s, 0, 2592000), "86400",
+     "how long memcached keeps an image, in seconds (at most 30 days); 0 = until it is evicted"},
     {"jpeg_quality", NUM(jpeg_quality, 1, 100), "85", "JPEG output quality, 1..100"},
     {"decode_threads", NUM(decode_threads, 1, 64), "1",
      "OpenJPEG threads per direct decode, given only cores no other decode holds (block decodes "
@@ -333,6 +339,9 @@ int config_load(struct vellum_config *cfg, int argc, char **argv, char **envp, s
         cfg->base_url[bl - 1] = '\0';
     if (!cfg->listen[0])
         return verr_set(err, 400, "listen = \"\": expected host:port or a socket path");
+    if (cfg->memcached_servers[0] && !memcache_servers_ok(cfg->memcached_servers))
+        return verr_set(err, 400, "memcached_servers = \"%.60s\": expected host:port,host:port",
+                        cfg->memcached_servers);
     return 0;
 }
 

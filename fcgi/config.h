@@ -25,7 +25,9 @@ struct vellum_config {
     long log_level;               /* enum log_level */
     long max_requests_per_worker; /* 0 = never recycle */
     long shutdown_timeout_ms;     /* drain time for in-flight requests on SIGTERM / reload */
-    bool debug_routes;            /* /debug/... routes for tests; never in production */
+    bool debug_routes;
+    char memcached_servers[1024]; /* "host:port,..." shared by hosts; "" = off */
+    long memcached_ttl_s;         /* how long memcached keeps an image; 0 = until evicted */            /* /debug/... routes for tests; never in production */
     /* Image API */
     long max_width;               /* maxWidth advertised and enforced; 0 = none */
     long max_height;              /* maxHeight; 0 = same as max_width */

@@ -3,6 +3,7 @@
  * The debug routes exist only when debug_routes = true. */
 #include "app.h"
 #include "block_cache.h"
+#include "memcache.h"
 #include "tile_store.h"
 
 #include <cjson/cJSON.h>
@@ -42,8 +43,19 @@ void handle_health(struct app *app, const struct http_request *req, struct http_
                 cJSON_AddNumberToObject(t, "stored", (double)ts.stored) &&
                 cJSON_AddNumberToObject(t, "evicted", (double)ts.evicted) &&
                 cJSON_AddNumberToObject(t, "invalidated", (double)ts.invalidated) &&
-                cJSON_AddNumberToObject(t, "bytes", (double)ts.bytes))
-                text = cJSON_PrintUnformatted(o);
+                cJSON_AddNumberToObject(t, "bytes", (double)ts.bytes)) {
+                /* This worker's memcached counters. */
+                struct memcache_stats ms;
+                memcache_stats(app->mcache, &ms);
+                cJSON *m = cJSON_AddObjectToObject(o, "memcached");
+                if (m && cJSON_AddBoolToObject(m, "enabled", app->cfg->memcached_servers[0] &&
+                                                                 !app->mcache_failed) &&
+                    cJSON_AddNumberToObject(m, "hits", (double)ms.hits) &&
+                    cJSON_AddNumberToObject(m, "misses", (double)ms.misses) &&
+                    cJSON_AddNumberToObject(m, "stored", (double)ms.stored) &&
+                    cJSON_AddNumberToObject(m, "errors", (double)ms.errors))
+                    text = cJSON_PrintUnformatted(o);
+            }
         }
     }
     cJSON_Delete(o);

@@ -15,6 +15,7 @@
 #include "iiif.h"
 #include "manifest.h"
 #include "block_cache.h"
+#include "memcache.h"
 #include "source_cache.h"
 #include "tile_store.h"
 
@@ -64,14 +65,31 @@ static struct tile_store *tiles(struct app *app)
     return app->tiles;
 }
 
-/* An image to put in the tile store once its response is out (handle_image_after_response):
- * writing a file costs a fraction of a millisecond on a disk file system, which the client of a
- * cold tile need not wait for. */
+/* The memcached client shared by the hosts (memcache.h), created on first use; NULL when off or
+ * unusable (logged once). */
+static struct memcache *shared(struct app *app)
+{
+    if (app->mcache || app->mcache_failed || !app->cfg->memcached_servers[0])
+        return app->mcache;
+    struct verr err;
+    app->mcache = memcache_open(app->cfg->memcached_servers, app->cfg->memcached_ttl_s, &err);
+    if (!app->mcache) {
+        app->mcache_failed = true;
+        log_msg(LOG_LEVEL_WARN, "serving without memcached: %s", err.msg);
+    }
+    return app->mcache;
+}
+
+/* An image to keep once its response is out (handle_image_after_response): as a file in the
+ * tile store (path set) and/or in memcached (etag set). Writing a file costs a fraction of a
+ * millisecond on a disk file system, and a memcached round trip about as much, which the client
+ * of a cold tile need not wait for. */
 struct pending_store {
     char *path;        /* the file, relative to the store: "<id_dir>/<p1>_<p2>_<p3>_<p4>" */
     size_t id_len;     /* path[0, id_len) is the identifier's folder */
     char *src_path;    /* the source file, to see that it did not change meanwhile */
     struct source_stamp stamp;
+    char etag[64];     /* the memcached key ("" = not for memcached) */
     unsigned char *body;
     size_t len;
 };
@@ -86,12 +104,32 @@ static void pending_free(struct pending_store *p)
     free(p);
 }
 
+/* The pending record for this response, holding a copy of body; NULL when out of memory. */
+static struct pending_store *pending_for(struct app *app, const unsigned char *body, size_t len)
+{
+    if (app->pending)
+        return app->pending;
+    struct pending_store *p = calloc(1, sizeof *p);
+    if (p && !(p->body = malloc(len ? len : 1))) {
+        free(p);
+        p = NULL;
+    }
+    if (!p)
+        return NULL;
+    memcpy(p->body, body, len);
+    p->len = len;
+    app->pending = p;
+    return p;
+}
+
 void handle_image_release(struct app *app)
 {
     pending_free(app->pending);
     app->pending = NULL;
     block_cache_close(app->blocks);
     app->blocks = NULL;
+    memcache_close(app->mcache);
+    app->mcache = NULL;
     tile_store_close(app->tiles);
     app->tiles = NULL;
 }
@@ -140,25 +178,27 @@ static void store_image(struct app *app, const struct http_request *req, int dro
         free(path);
         return;
     }
-    struct pending_store *p = calloc(1, sizeof *p);
-    if (p) {
-        p->path = path;
-        p->id_len = (size_t)(cut - path);
-        p->src_path = strdup(src_path);
-        p->stamp = *stamp;
-        p->body = malloc(len);
-        p->len = len;
-    }
-    if (!p || !p->src_path || !p->body) {
-        if (p)
-            pending_free(p);
-        else
-            free(path);
+    struct pending_store *p = pending_for(app, body, len);
+    char *src = strdup(src_path);
+    if (!p || !src) {
+        free(src);
+        free(path);
         return;
     }
-    memcpy(p->body, body, len);
-    pending_free(app->pending);
-    app->pending = p;
+    free(p->path);
+    free(p->src_path);
+    p->path = path;
+    p->id_len = (size_t)(cut - path);
+    p->src_path = src;
+    p->stamp = *stamp;
+}
+
+/* Keep this image in memcached once the response is out (memcache.h): the key is its ETag. */
+static void share_image(struct app *app, const char *etag, const unsigned char *body, size_t len)
+{
+    struct pending_store *p = shared(app) && body && len ? pending_for(app, body, len) : NULL;
+    if (p)
+        snprintf(p->etag, sizeof p->etag, "%s", etag);
 }
 
 static void store_pending(struct app *app)
@@ -167,6 +207,12 @@ static void store_pending(struct app *app)
     if (!p)
         return;
     app->pending = NULL;
+    if (p->etag[0])
+        (void)memcache_put(app->mcache, p->etag, p->body, p->len);
+    if (!p->path) {
+        pending_free(p);
+        return;
+    }
     struct source_stamp now;
     p->path[p->id_len] = '\0';
     int checked = tile_store_check(app->tiles, p->path, &p->stamp, sizeof p->stamp);
@@ -314,6 +360,15 @@ static void serve_image(struct app *app, const struct http_request *req, struct 
     if (http_cache_headers(req, resp, etag, (time_t)(stamp->mtime_ns / 1000000000),
                            app->cfg->cache_max_age))
         return;
+    snprintf(resp->content_type, sizeof resp->content_type, "%s", iiif_format_mime(plan.format));
+    size_t len;
+    unsigned char *bytes = memcache_get(shared(app), etag, &len);
+    if (bytes) { /* another worker or host made it */
+        http_header_add(resp, "Server-Timing", "memcached;desc=\"shared cache hit\"");
+        http_body_take(resp, bytes, len);
+        store_image(app, req, 4, path, stamp, resp->body, resp->body_len);
+        return;
+    }
 
     struct codec_timing timing;
     struct codec_render_opts opts = {
@@ -341,12 +396,10 @@ static void serve_image(struct app *app, const struct http_request *req, struct 
     http_header_add(resp, "Server-Timing", "decode;dur=%.2f%s, transform;dur=%.2f, encode;dur=%.2f",
                     timing.decode_ms, block_use[timing.block], timing.transform_ms,
                     timing.encode_ms);
-    unsigned char *bytes = call.bytes;
-    size_t len = call.len;
-    snprintf(resp->content_type, sizeof resp->content_type, "%s", iiif_format_mime(plan.format));
-    http_body_take(resp, bytes, len);
+    http_body_take(resp, call.bytes, call.len);
     /* region/size/rotation/quality.format follow the identifier */
     store_image(app, req, 4, path, stamp, resp->body, resp->body_len);
+    share_image(app, etag, resp->body, resp->body_len);
 }
 
 void handle_image(struct app *app, const struct http_request *req, struct http_response *resp)

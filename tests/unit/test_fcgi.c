@@ -1,12 +1,13 @@
 /* test_fcgi.c: the pure parts of fcgi/: configuration keys, request parsing, base URLs,
- * query parameters, JSON errors, response serialisation and which request paths the tile
- * store may keep as files. */
+ * query parameters, JSON errors, response serialisation, which request paths the tile store
+ * may keep as files, and which memcached server lists are accepted. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "check.h"
 #include "config.h"
 #include "http.h"
+#include "memcache.h"
 #include "tile_store.h"
 
 static void test_config(void)
@@ -288,6 +289,30 @@ static void test_tile_store_path(void)
     CHECK(!tile_store_path_ok(NULL));
 }
 
+static void test_memcached_servers(void)
+{
+    static const char *const good[] = {
+        "127.0.0.1:11211", "localhost", "cache-1.example.org:1,10.0.0.2:65535", "a,b,c",
+        "mc_1:11211",
+    };
+    for (size_t i = 0; i < sizeof good / sizeof *good; i++)
+        CHECK_MSG(memcache_servers_ok(good[i]), "should be accepted: %s", good[i]);
+    static const char *const bad[] = {
+        "", ",", "a,", ",a", "a,,b", "host:", "host:0", "host:65536", "host:99999",
+        "host:11211x", "host port", "host;other", ":11211", "a:1:2", "--SERVER=a",
+        "[::1]:11211", "h\xc3\xa9:1",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+        CHECK_MSG(!memcache_servers_ok(bad[i]), "should be refused: %s", bad[i]);
+
+    struct vellum_config c;
+    struct verr e;
+    config_defaults(&c);
+    CHECK_STR(c.memcached_servers, "");
+    CHECK_INT(c.memcached_ttl_s, 86400);
+    CHECK_INT(config_set(&c, "memcached_ttl_s", "2592001", "test", &e) < 0, 1);
+}
+
 int main(void)
 {
     test_config();
@@ -295,5 +320,6 @@ int main(void)
     test_base_url();
     test_response();
     test_tile_store_path();
+    test_memcached_servers();
     return CHECK_DONE();
 }
