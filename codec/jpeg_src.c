@@ -428,8 +428,13 @@ int codec_jpeg_decode(const char *path, const struct codec_info *info,
         verr_set(err, 500, "out of memory for a %ux%u decoded region", cw, ch);
         goto fail;
     }
+    bool upright = !t.transpose && !t.flip_x && !t.flip_y;
     for (uint32_t sy = 0; sy < ch; sy++) {
         const unsigned char *src = scaled + ((size_t)(cy + sy) * full_w + cx) * (size_t)ps;
+        if (upright && ps != 4) { /* a row as it is: one copy (the whole image, for the cache) */
+            memcpy(dst->px + (size_t)sy * cw * (size_t)ps, src, (size_t)cw * (size_t)ps);
+            continue;
+        }
         for (uint32_t sx = 0; sx < cw; sx++, src += ps) {
             uint32_t dx, dy;
             unsigned char *p;
