@@ -385,13 +385,106 @@ static void store(struct block_cache *c, const char *name, uint64_t check,
     }
 }
 
+static uint64_t block_key(uint64_t source_key, int r, uint64_t ix, uint64_t iy, int ch,
+                          uint32_t sw, uint32_t sh)
+{
+    return mix(mix(mix(mix(source_key, (uint64_t)r), ix), iy),
+               (uint64_t)ch << 32 | (uint64_t)sw << 16 | sh);
+}
+
+/* JPEG and PNG cannot be decoded in part: a JPEG region costs the whole image at its DCT scale
+ * (jpeg_src.c), a PNG one every row down to the region's bottom. So a miss there decodes the
+ * whole image at the request's level once, as codec_decode() does for any region of it, and
+ * stores every block of that level, each on the grid and under the name a JPEG 2000 block
+ * would have; the next tiles of the level, in any worker, are hits. One lock per level: the
+ * workers that miss elsewhere in it meanwhile wait for that decode instead of repeating it.
+ * Returns as block_cache_decode; the request is at (ax->p0, ay->p0) of the level, w x h, in
+ * the block named name. */
+static int whole_image(struct block_cache *c, uint64_t source_key, const char *path,
+                       const struct codec_info *info, const struct codec_decode_req *req, int r,
+                       uint32_t sw, uint32_t sh, const struct axis *ax, const struct axis *ay,
+                       const char *name, uint64_t check, uint32_t w, uint32_t h,
+                       struct codec_image **out, enum codec_block_use *use, struct verr *err)
+{
+    uint32_t bw = (uint32_t)(ax->hi - ax->lo), bh = (uint32_t)(ay->hi - ay->lo);
+    uint32_t x = (uint32_t)(ax->p0 - ax->lo), y = (uint32_t)(ay->p0 - ay->lo);
+    int ch = info->channels;
+    uint32_t lw = (uint32_t)codec_src_ceil_shift(info->width, r);
+    uint32_t lh = (uint32_t)codec_src_ceil_shift(info->height, r);
+    /* The decoder must pick level r for the whole image too (as it does unless the image is a
+     * pixel or two wide at that level), and the level must fit the cache several times over. */
+    if (codec_src_pick_reduction(0, 0, info->width, info->height, lw, lh, info->levels) != r ||
+        (uint64_t)lw * lh * (uint64_t)ch > c->max_bytes / 2) {
+        c->stats.bypassed++;
+        return 1;
+    }
+    char lockname[64];
+    snprintf(lockname, sizeof lockname, "%016llx.lock",
+             (unsigned long long)mix(mix(source_key, (uint64_t)r), 0x4c4556454cull /* LEVEL */));
+    int lk = openat(c->dirfd, lockname, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (lk >= 0 && flock(lk, LOCK_EX) == 0) {
+        int rc = load(c, name, check, bw, bh, ch, x, y, w, h, out, err);
+        if (rc <= 0) {
+            close(lk);
+            if (rc == 0) {
+                c->stats.waits++;
+                *use = CODEC_BLOCK_HIT;
+            }
+            return rc;
+        }
+    }
+    c->stats.misses++;
+    uint64_t held;
+    (void)block_cache_cpu_acquire(c, 1, &held); /* libjpeg and libpng use one thread */
+    const struct codec_decode_req whole = {
+        .x = 0, .y = 0, .w = info->width, .h = info->height, .want_w = lw, .want_h = lh,
+        .max_pixels = req->max_pixels, .max_bytes = req->max_bytes, .threads = 1,
+    };
+    struct codec_image *img = NULL;
+    struct verr werr;
+    int rc = 1; /* whatever goes wrong, the caller decodes the region itself */
+    int drc = codec_decode(path, info, &whole, &img, &werr);
+    block_cache_cpu_release(c, held);
+    if (drc == 0 && img && img->w == lw && img->h == lh && img->channels == ch) {
+        *out = crop(img->px, lw, ch, (uint32_t)ax->p0, (uint32_t)ay->p0, w, h);
+        rc = *out ? 0 : 1;
+        for (uint64_t by = 0; rc == 0 && by * sh < lh; by++) {
+            for (uint64_t bx = 0; bx * sw < lw; bx++) {
+                uint32_t x0 = (uint32_t)(bx * sw), y0 = (uint32_t)(by * sh);
+                uint32_t cw = lw - x0 < sw ? lw - x0 : sw, chh = lh - y0 < sh ? lh - y0 : sh;
+                struct codec_image *b = crop(img->px, lw, ch, x0, y0, cw, chh);
+                if (!b)
+                    break;
+                uint64_t k = block_key(source_key, r, bx, by, ch, sw, sh);
+                char bname[64];
+                snprintf(bname, sizeof bname, "%016llx.blk", (unsigned long long)k);
+                store(c, bname, k, b);
+                codec_image_free(b);
+            }
+        }
+        if (rc == 0)
+            *use = CODEC_BLOCK_DECODED;
+    }
+    codec_image_free(img);
+    if (lk >= 0) {
+        (void)unlinkat(c->dirfd, lockname, 0);
+        close(lk);
+    }
+    return rc;
+}
+
 int block_cache_decode(struct block_cache *c, uint64_t source_key, const char *path,
                        const struct codec_info *info, const struct codec_decode_req *req,
                        struct codec_image **out, enum codec_block_use *use, struct verr *err)
 {
     *out = NULL;
     *use = CODEC_BLOCK_NONE;
-    if (!c || (info->format != CODEC_FORMAT_JP2 && info->format != CODEC_FORMAT_J2K))
+    bool jp2 = info->format == CODEC_FORMAT_JP2 || info->format == CODEC_FORMAT_J2K;
+    /* Whole-image sources (below), in their stored orientation only: an EXIF-rotated JPEG's
+     * displayed grid does not round as the stored one does. */
+    bool whole = (info->format == CODEC_FORMAT_JPEG || info->format == CODEC_FORMAT_PNG) &&
+                 info->orientation <= 1 && info->origin_x == 0 && info->origin_y == 0;
+    if (!c || (!jp2 && !whole))
         return 1;
     int r = codec_src_pick_reduction((uint64_t)info->origin_x + req->x,
                                      (uint64_t)info->origin_y + req->y, req->w, req->h,
@@ -399,6 +492,8 @@ int block_cache_decode(struct block_cache *c, uint64_t source_key, const char *p
     struct axis ax, ay;
     uint32_t sw, sh;
     block_shape(c, info, r, &sw, &sh);
+    if (whole) /* every block of a level comes from one decode: one shape, the largest */
+        sw = sh = c->block;
     /* A request bigger than the level's block (a viewer using large tiles) gets the smallest
      * larger block that holds it, up to block_size. */
     while (block_axis(info->origin_x, info->width, req->x, req->w, r, sw, &ax) < 0 ||
@@ -422,8 +517,7 @@ int block_cache_decode(struct block_cache *c, uint64_t source_key, const char *p
     uint32_t x = (uint32_t)(ax.p0 - ax.lo), y = (uint32_t)(ay.p0 - ay.lo);
     uint32_t w = (uint32_t)(ax.p1 - ax.p0), h = (uint32_t)(ay.p1 - ay.p0);
     int ch = info->channels;
-    uint64_t check = mix(mix(mix(mix(source_key, (uint64_t)r), ax.index), ay.index),
-                         (uint64_t)ch << 32 | (uint64_t)sw << 16 | sh);
+    uint64_t check = block_key(source_key, r, ax.index, ay.index, ch, sw, sh);
     char name[64], lockname[64];
     snprintf(name, sizeof name, "%016llx.blk", (unsigned long long)check);
     snprintf(lockname, sizeof lockname, "%016llx.lock", (unsigned long long)check);
@@ -436,6 +530,9 @@ int block_cache_decode(struct block_cache *c, uint64_t source_key, const char *p
         }
         return rc;
     }
+    if (whole)
+        return whole_image(c, source_key, path, info, req, r, sw, sh, &ax, &ay, name, check, w, h,
+                           out, use, err);
     /* Miss: one worker decodes, the others wait for its file. */
     int lk = openat(c->dirfd, lockname, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (lk >= 0 && flock(lk, LOCK_EX) == 0) {

@@ -40,11 +40,13 @@ void block_cache_close(struct block_cache *c);
 /* The directory used when none is configured: /dev/shm/vellum-<uid>, or under $TMPDIR (/tmp). */
 void block_cache_default_dir(char *out, size_t len);
 
-/* Decode req's region of the JPEG 2000 source at path through the cache. source_key names the
- * file's version (device, inode, size, mtime). Returns 0 with *out set, -1 with err set, or 1
- * when the request does not fit in one block (or the source is not JPEG 2000, or the block
- * could not be decoded): the caller then decodes the region itself. The pixels are exactly
- * those codec_decode() gives for the same region. *use says how (for Server-Timing). */
+/* Decode req's region of the source at path through the cache. source_key names the file's
+ * version (device, inode, size, mtime). A JPEG 2000 miss decodes the block around the region; a
+ * JPEG or PNG miss (no decoding in part there) decodes the whole image at the region's level and
+ * stores all of that level's blocks (EXIF-rotated JPEGs bypass the cache). Returns 0 with *out
+ * set, -1 with err set, or 1 when the request does not fit in one block (or the block could not
+ * be decoded): the caller then decodes the region itself. The pixels are exactly those
+ * codec_decode() gives for the same region. *use says how (for Server-Timing). */
 int block_cache_decode(struct block_cache *c, uint64_t source_key, const char *path,
                        const struct codec_info *info, const struct codec_decode_req *req,
                        struct codec_image **out, enum codec_block_use *use, struct verr *err);

@@ -37,6 +37,18 @@ def write_pnm(path, w, h, ch, px):
         f.write(bytes(px))
 
 
+def write_png(path, w, h, ch, data):
+    """An 8-bit PNG (no filtering), written by the test, not by Vellum."""
+    ctype = {1: 0, 2: 4, 3: 2, 4: 6}[ch]
+    raw = b"".join(b"\0" + data[y * w * ch:(y + 1) * w * ch] for y in range(h))
+
+    def chunk(kind, body):
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+    with open(path, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, ctype, 0, 0, 0))
+                + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
 def read_png(data):
     if data[:8] != b"\x89PNG\r\n\x1a\n":
         raise ValueError("not a PNG")
@@ -92,6 +104,15 @@ def read_jpeg(data):
             return read_pnm(out)
         finally:
             os.unlink(out)
+
+
+def djpeg_reference(src, reduce=0):
+    """djpeg's own decode of the JPEG file src, DCT-scaled by 1/2^reduce."""
+    with tempfile.TemporaryDirectory() as d:
+        out = os.path.join(d, "ref.pnm")
+        subprocess.run(["djpeg", "-pnm", "-scale", "1/%d" % (1 << reduce), "-outfile", out, src],
+                       check=True)
+        return read_pnm(out)
 
 
 def opj_reference(src, reduce=0, area=None):

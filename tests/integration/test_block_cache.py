@@ -1,6 +1,7 @@
 """The shared block cache (codec/block_cache.c) through real nginx: tiles cut from a cached
 block are exactly the pixels opj_decompress gives for the tile's own area (lossless and lossy
-9/7), each block is decoded once across workers, the cache stays under its size, a replaced
+9/7), each block is decoded once across workers, JPEG and PNG sources are decoded once per level
+(tiles equal djpeg's DCT-scaled decode and the PNG's own pixels), the cache stays under its size, a replaced
 source is never served from old blocks, a foreign or damaged file in the cache is ignored, and
 an unsafe cache folder turns the cache off rather than trusting it."""
 import concurrent.futures
@@ -34,6 +35,10 @@ opj(os.path.join(work, "a.ppm"), os.path.join(root, "lossless.jp2"), "-n", "5")
 opj(os.path.join(work, "a.ppm"), os.path.join(root, "lossy.jp2"), "-n", "6", "-I", "-r", "20",
     "-p", "RPCL", "-c", "[256,256],[256,256],[128,128]")
 opj(os.path.join(work, "a.ppm"), os.path.join(root, "tiled.jp2"), "-n", "5", "-t", "512,512")
+subprocess.run(["cjpeg", "-quality", "90", "-outfile", os.path.join(root, "photo.jpg"),
+                os.path.join(work, "a.ppm")], check=True)
+A_PIXELS = px.read_pnm(os.path.join(work, "a.ppm"))
+px.write_png(os.path.join(root, "flat.png"), W, H, 3, A_PIXELS[3])
 
 cache = os.path.join(work, "blocks")
 BLOCK = 1024  # the default block_size
@@ -125,6 +130,44 @@ t.check(0 < len(toks) <= (os.cpu_count() or 1),
         "decodes took CPU tokens, one file per core at most (%s, %d cores)" % (toks, os.cpu_count() or 1))
 st = os.stat(cache)
 t.check(st.st_mode & 0o777 == 0o700, "the cache folder is private (mode %o)" % (st.st_mode & 0o777))
+
+# --- JPEG and PNG: no decoding in part, so a miss decodes the whole level once and stores all of
+# its blocks; every tile equals an independent decode (djpeg -scale 1/2^r; the PNG's pixels) ----
+before_jpeg = total
+for ident, refs in (("photo.jpg", {r: px.djpeg_reference(os.path.join(root, "photo.jpg"), r)
+                                   for r in (0, 2)}),
+                    ("flat.png", {0: A_PIXELS})):
+    for sf in (1, 4):
+        level = tiles(sf)
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            results = list(pool.map(lambda tl: fetch(ident, tl), level))
+        bad = [tl for tl, st, _ in results if st != 200]
+        t.check(not bad, "%s sf %d: all %d tiles answered 200 (failed: %s)" % (ident, sf, len(level), bad[:3]))
+        r = sf.bit_length() - 1 if ident.endswith(".jpg") else 0  # PNG has no reduced levels
+        ref = refs[r]
+        mismatched = []
+        for tl, st, body in results:
+            x, y, w, h, ow, oh = tl
+            got = px.read_png(body)
+            # The tile's pixels at level r, on the ceil grid (x / 2^r rounded up).
+            want = px.crop(ref, -(-x >> r), -(-y >> r), -(-(x + w) >> r) - -(-x >> r),
+                           -(-(y + h) >> r) - -(-y >> r))
+            if r == 0 and sf > 1:
+                want = px.box_downscale(want, ow, oh)
+                d = px.diff(got, want)
+                if d is None or d[0] > 1:
+                    mismatched.append(tl[:4])
+            elif got[:4] != want[:4]:
+                mismatched.append(tl[:4])
+        t.check(not mismatched, "%s sf %d: every tile equals the independent decode (%s)"
+                % (ident, sf, "exactly" if ident.endswith(".jpg") or sf == 1 else
+                   "downscaled, within 1 level") + (": not %s" % mismatched[:3] if mismatched else ""))
+total, per_worker = health_sum()
+misses = total.get("misses", 0) - before_jpeg.get("misses", 0)
+# photo.jpg: one decode at full size, one at 1/4. flat.png has no reduced levels: one decode at
+# full size serves both scale factors (blocks of whole-image sources are block_size square).
+t.check(misses == 3, "JPEG and PNG: one whole-image decode per level, not per tile "
+        "(%d decodes for %d tiles)" % (misses, 2 * (len(tiles(1)) + len(tiles(4)))))
 
 # --- a replaced source is never served from its old blocks --------------------------------------
 probe_tile = (1024, 0, 256, 256, 256, 256)

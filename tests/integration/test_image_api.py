@@ -4,9 +4,7 @@ import json
 import math
 import os
 import shutil
-import struct
 import subprocess
-import zlib
 
 import harness as t
 import pixels as px
@@ -44,18 +42,7 @@ subprocess.run(["cjpeg", "-quality", "95", "-outfile", os.path.join(root, "photo
                 os.path.join(work, "chart.ppm")], check=True)
 
 
-def write_png(path, w, h, ch, data):
-    ctype = {1: 0, 2: 4, 3: 2, 4: 6}[ch]
-    raw = b"".join(b"\0" + data[y * w * ch:(y + 1) * w * ch] for y in range(h))
-
-    def chunk(kind, body):
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-    with open(path, "wb") as f:
-        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, ctype, 0, 0, 0))
-                + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
-
-
-write_png(os.path.join(root, "flat.png"), W, H, 3, rgb)
+px.write_png(os.path.join(root, "flat.png"), W, H, 3, rgb)
 with open(os.path.join(work, "outside.jp2"), "wb") as f:
     f.write(open(os.path.join(root, "grey.jp2"), "rb").read())
 os.symlink(os.path.join(work, "outside.jp2"), os.path.join(root, "escape.jp2"))
