@@ -412,7 +412,7 @@ static int whole_image(struct block_cache *c, uint64_t source_key, const char *p
     uint32_t lw = (uint32_t)codec_src_ceil_shift(info->width, r);
     uint32_t lh = (uint32_t)codec_src_ceil_shift(info->height, r);
     /* The decoder must pick level r for the whole image too (as it does unless the image is a
-     * pixel or two wide at that level), and the level must fit the cache several times over. */
+     * pixel or two wide at that level), and the level may take at most half the cache. */
     if (codec_src_pick_reduction(0, 0, info->width, info->height, lw, lh, info->levels) != r ||
         (uint64_t)lw * lh * (uint64_t)ch > c->max_bytes / 2) {
         c->stats.bypassed++;
