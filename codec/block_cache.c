@@ -240,10 +240,23 @@ static struct codec_image *crop(const unsigned char *px, uint32_t bw, int ch, ui
 
 /* Crop from the stored block <name>; 0 on success, 1 when absent or unusable, -1 (err set)
  * when out of memory. */
-static int load(struct block_cache *c, const char *name, uint64_t check, uint32_t bw, uint32_t bh,
-                int ch, uint32_t x, uint32_t y, uint32_t w, uint32_t h, struct codec_image **out,
+/* What a request wants from one stored block: the block (file name, key check, size) and the
+ * request's w x h pixels at (x, y) inside it. */
+struct want {
+    char name[64];
+    uint64_t check;
+    uint32_t bw, bh;
+    int ch;
+    uint32_t x, y, w, h;
+};
+
+static int load(struct block_cache *c, const struct want *wt, struct codec_image **out,
                 struct verr *err)
 {
+    const char *name = wt->name;
+    uint64_t check = wt->check;
+    uint32_t bw = wt->bw, bh = wt->bh, x = wt->x, y = wt->y, w = wt->w, h = wt->h;
+    int ch = wt->ch;
     int fd = openat(c->dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0)
         return 1;
@@ -392,22 +405,50 @@ static uint64_t block_key(uint64_t source_key, int r, uint64_t ix, uint64_t iy, 
                (uint64_t)ch << 32 | (uint64_t)sw << 16 | sh);
 }
 
+/* A miss: take the lock file lockname (one worker decodes, the others wait here) and look for
+ * the block again. 0 or -1 as load() when another worker stored it meanwhile (counted as a
+ * wait; the lock is given back); 1 to decode it, with the lock in *lk (-1 when it could not be
+ * taken: decode anyway). */
+static int take_turn(struct block_cache *c, const char *lockname, const struct want *wt, int *lk,
+                     struct codec_image **out, enum codec_block_use *use, struct verr *err)
+{
+    *lk = openat(c->dirfd, lockname, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (*lk < 0 || flock(*lk, LOCK_EX) != 0)
+        return 1;
+    int rc = load(c, wt, out, err);
+    if (rc <= 0) {
+        close(*lk);
+        *lk = -1;
+        if (rc == 0) {
+            c->stats.waits++;
+            *use = CODEC_BLOCK_HIT;
+        }
+    }
+    return rc;
+}
+
+/* After the decode: the waiters find the file; the lock file goes (see the top of this file). */
+static void give_turn(struct block_cache *c, const char *lockname, int lk)
+{
+    if (lk >= 0) {
+        (void)unlinkat(c->dirfd, lockname, 0);
+        close(lk);
+    }
+}
+
 /* JPEG and PNG cannot be decoded in part: a JPEG region costs the whole image at its DCT scale
  * (jpeg_src.c), a PNG one every row down to the region's bottom. So a miss there decodes the
  * whole image at the request's level once, as codec_decode() does for any region of it, and
  * stores every block of that level, each on the grid and under the name a JPEG 2000 block
  * would have; the next tiles of the level, in any worker, are hits. One lock per level: the
  * workers that miss elsewhere in it meanwhile wait for that decode instead of repeating it.
- * Returns as block_cache_decode; the request is at (ax->p0, ay->p0) of the level, w x h, in
- * the block named name. */
+ * Returns as block_cache_decode; the request (wt) is at (ax->p0, ay->p0) of the level. */
 static int whole_image(struct block_cache *c, uint64_t source_key, const char *path,
                        const struct codec_info *info, const struct codec_decode_req *req, int r,
                        uint32_t sw, uint32_t sh, const struct axis *ax, const struct axis *ay,
-                       const char *name, uint64_t check, uint32_t w, uint32_t h,
-                       struct codec_image **out, enum codec_block_use *use, struct verr *err)
+                       const struct want *wt, struct codec_image **out,
+                       enum codec_block_use *use, struct verr *err)
 {
-    uint32_t bw = (uint32_t)(ax->hi - ax->lo), bh = (uint32_t)(ay->hi - ay->lo);
-    uint32_t x = (uint32_t)(ax->p0 - ax->lo), y = (uint32_t)(ay->p0 - ay->lo);
     int ch = info->channels;
     uint32_t lw = (uint32_t)codec_src_ceil_shift(info->width, r);
     uint32_t lh = (uint32_t)codec_src_ceil_shift(info->height, r);
@@ -421,18 +462,9 @@ static int whole_image(struct block_cache *c, uint64_t source_key, const char *p
     char lockname[64];
     snprintf(lockname, sizeof lockname, "%016llx.lock",
              (unsigned long long)mix(mix(source_key, (uint64_t)r), 0x4c4556454cull /* LEVEL */));
-    int lk = openat(c->dirfd, lockname, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
-    if (lk >= 0 && flock(lk, LOCK_EX) == 0) {
-        int rc = load(c, name, check, bw, bh, ch, x, y, w, h, out, err);
-        if (rc <= 0) {
-            close(lk);
-            if (rc == 0) {
-                c->stats.waits++;
-                *use = CODEC_BLOCK_HIT;
-            }
-            return rc;
-        }
-    }
+    int lk, rc = take_turn(c, lockname, wt, &lk, out, use, err);
+    if (rc <= 0)
+        return rc;
     c->stats.misses++;
     uint64_t held;
     (void)block_cache_cpu_acquire(c, 1, &held); /* libjpeg and libpng use one thread */
@@ -442,11 +474,11 @@ static int whole_image(struct block_cache *c, uint64_t source_key, const char *p
     };
     struct codec_image *img = NULL;
     struct verr werr;
-    int rc = 1; /* whatever goes wrong, the caller decodes the region itself */
+    rc = 1; /* whatever goes wrong, the caller decodes the region itself */
     int drc = codec_decode(path, info, &whole, &img, &werr);
     block_cache_cpu_release(c, held);
     if (drc == 0 && img && img->w == lw && img->h == lh && img->channels == ch) {
-        *out = crop(img->px, lw, ch, (uint32_t)ax->p0, (uint32_t)ay->p0, w, h);
+        *out = crop(img->px, lw, ch, (uint32_t)ax->p0, (uint32_t)ay->p0, wt->w, wt->h);
         rc = *out ? 0 : 1;
         for (uint64_t by = 0; rc == 0 && by * sh < lh; by++) {
             for (uint64_t bx = 0; bx * sw < lw; bx++) {
@@ -466,10 +498,7 @@ static int whole_image(struct block_cache *c, uint64_t source_key, const char *p
             *use = CODEC_BLOCK_DECODED;
     }
     codec_image_free(img);
-    if (lk >= 0) {
-        (void)unlinkat(c->dirfd, lockname, 0);
-        close(lk);
-    }
+    give_turn(c, lockname, lk);
     return rc;
 }
 
@@ -514,15 +543,17 @@ int block_cache_decode(struct block_cache *c, uint64_t source_key, const char *p
         c->stats.bypassed++;
         return 1;
     }
-    uint32_t x = (uint32_t)(ax.p0 - ax.lo), y = (uint32_t)(ay.p0 - ay.lo);
-    uint32_t w = (uint32_t)(ax.p1 - ax.p0), h = (uint32_t)(ay.p1 - ay.p0);
-    int ch = info->channels;
-    uint64_t check = block_key(source_key, r, ax.index, ay.index, ch, sw, sh);
-    char name[64], lockname[64];
-    snprintf(name, sizeof name, "%016llx.blk", (unsigned long long)check);
-    snprintf(lockname, sizeof lockname, "%016llx.lock", (unsigned long long)check);
+    struct want wt = {
+        .bw = bw, .bh = bh, .ch = info->channels,
+        .x = (uint32_t)(ax.p0 - ax.lo), .y = (uint32_t)(ay.p0 - ay.lo),
+        .w = (uint32_t)(ax.p1 - ax.p0), .h = (uint32_t)(ay.p1 - ay.p0),
+    };
+    wt.check = block_key(source_key, r, ax.index, ay.index, wt.ch, sw, sh);
+    char lockname[64];
+    snprintf(wt.name, sizeof wt.name, "%016llx.blk", (unsigned long long)wt.check);
+    snprintf(lockname, sizeof lockname, "%016llx.lock", (unsigned long long)wt.check);
 
-    int rc = load(c, name, check, bw, bh, ch, x, y, w, h, out, err);
+    int rc = load(c, &wt, out, err);
     if (rc <= 0) {
         if (rc == 0) {
             c->stats.hits++;
@@ -531,21 +562,12 @@ int block_cache_decode(struct block_cache *c, uint64_t source_key, const char *p
         return rc;
     }
     if (whole)
-        return whole_image(c, source_key, path, info, req, r, sw, sh, &ax, &ay, name, check, w, h,
-                           out, use, err);
-    /* Miss: one worker decodes, the others wait for its file. */
-    int lk = openat(c->dirfd, lockname, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
-    if (lk >= 0 && flock(lk, LOCK_EX) == 0) {
-        rc = load(c, name, check, bw, bh, ch, x, y, w, h, out, err);
-        if (rc <= 0) {
-            close(lk);
-            if (rc == 0) {
-                c->stats.waits++;
-                *use = CODEC_BLOCK_HIT;
-            }
-            return rc;
-        }
-    }
+        return whole_image(c, source_key, path, info, req, r, sw, sh, &ax, &ay, &wt, out, use,
+                           err);
+    int lk;
+    rc = take_turn(c, lockname, &wt, &lk, out, use, err);
+    if (rc <= 0)
+        return rc;
     c->stats.misses++;
     uint64_t held;
     int threads = block_cache_cpu_acquire(c, c->ncpu, &held);
@@ -559,18 +581,15 @@ int block_cache_decode(struct block_cache *c, uint64_t source_key, const char *p
     rc = 1; /* whatever goes wrong with the block, the caller decodes the region itself */
     int drc = codec_decode(path, info, &breq, &block, &berr);
     block_cache_cpu_release(c, held);
-    if (drc == 0 && block && block->w == bw && block->h == bh && block->channels == ch) {
-        *out = crop(block->px, bw, ch, x, y, w, h);
+    if (drc == 0 && block && block->w == bw && block->h == bh && block->channels == wt.ch) {
+        *out = crop(block->px, bw, wt.ch, wt.x, wt.y, wt.w, wt.h);
         if (*out) {
-            store(c, name, check, block);
+            store(c, wt.name, wt.check, block);
             *use = CODEC_BLOCK_DECODED;
             rc = 0;
         }
     }
     codec_image_free(block);
-    if (lk >= 0) {
-        (void)unlinkat(c->dirfd, lockname, 0);
-        close(lk);
-    }
+    give_turn(c, lockname, lk);
     return rc;
 }
