@@ -186,6 +186,43 @@ class Vellum:
             self.proc.wait(30)
 
 
+class Memcached:
+    """memcached on a loopback port (TCP only), in its own process group (killed at exit like
+    every process here). extra: memcached's size flags (memory in MB, largest item)."""
+
+    def __init__(self, port=None, extra=("-m", "64")):
+        self.port = port or free_port()
+        args = ["memcached", "-l", "127.0.0.1", "-p", str(self.port), "-U", "0"]
+        if os.geteuid() == 0:
+            args += ["-u", "root"]  # memcached refuses to run as root without it
+        self.proc = _register(subprocess.Popen(args + list(extra), stdout=subprocess.DEVNULL,
+                                               stderr=subprocess.DEVNULL, start_new_session=True))
+        wait_for(lambda: port_open(self.port), what="memcached on port %d" % self.port)
+
+    def stats(self):
+        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as s:
+            s.sendall(b"stats\r\n")
+            data = b""
+            while not data.endswith(b"END\r\n"):
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        out = {}
+        for line in data.decode().splitlines():
+            parts = line.split()
+            if len(parts) == 3 and parts[0] == "STAT":
+                out[parts[1]] = parts[2]
+        return out
+
+    def items(self):
+        return int(self.stats().get("curr_items", 0))
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
 class Nginx:
     """nginx with a docs/deploy.md server block, as a foreground process.
 

@@ -8,15 +8,13 @@ refused at startup."""
 import os
 import random
 import shutil
-import socket
 import subprocess
 import time
 
 import harness as t
 import pixels as px
 
-MEMCACHED = shutil.which("memcached") or "/usr/bin/memcached"
-if not os.path.exists(MEMCACHED):
+if not shutil.which("memcached"):
     t.skip("memcached is not installed (scripts/setup installs it)")
 
 work = t.tmpdir()
@@ -34,47 +32,10 @@ def make_jp2(path, seed):
     os.remove(ppm)
 
 
-class Memcached:
-    """memcached on a loopback port (TCP only), 1 MB items (its default)."""
-
-    def __init__(self, port=None):
-        self.port = port or t.free_port()
-        args = [MEMCACHED, "-l", "127.0.0.1", "-p", str(self.port), "-U", "0", "-m", "64"]
-        if os.geteuid() == 0:
-            args += ["-u", "root"]  # memcached refuses to run as root without it
-        # Its own process group, which the harness kills at exit whatever happened.
-        self.proc = t._register(subprocess.Popen(args, stdout=subprocess.DEVNULL,
-                                                 stderr=subprocess.DEVNULL, start_new_session=True))
-        t.wait_for(lambda: t.port_open(self.port), what="memcached on port %d" % self.port)
-
-    def stats(self):
-        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as s:
-            s.sendall(b"stats\r\n")
-            data = b""
-            while not data.endswith(b"END\r\n"):
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                data += chunk
-        out = {}
-        for line in data.decode().splitlines():
-            parts = line.split()
-            if len(parts) == 3 and parts[0] == "STAT":
-                out[parts[1]] = parts[2]
-        return out
-
-    def items(self):
-        return int(self.stats().get("curr_items", 0))
-
-    def stop(self):
-        self.proc.terminate()
-        self.proc.wait(10)
-
-
 root = os.path.join(work, "images")
 os.makedirs(root)
 make_jp2(os.path.join(root, "a.jp2"), 1)
-mc = Memcached()
+mc = t.Memcached()
 servers = "127.0.0.1:%d" % mc.port
 
 
@@ -178,7 +139,7 @@ for i, path in enumerate(["/iiif/3/a.jp2/0,0,512,512/256,/0/default.jpg",
     took = time.time() - t0
     t.check(st == 200 and took < 1.0, "memcached down: request %d is served in %.3f s (%d)" % (i, took, st))
 t.check(A.counters("memcached").get("errors", 0) > 0, "memcached down: /health counts errors")
-mc = Memcached(mc.port)
+mc = t.Memcached(mc.port)
 # Host A's workers saw memcached fail and leave it alone for RETRY_S (2 s, counted in whole
 # seconds by libmemcached): ask A for new tiles until one of them is stored again.
 fresh_tiles = iter("/iiif/3/a.jp2/%d,%d,256,256/256,/0/default.jpg" % (x, y)
