@@ -72,7 +72,8 @@ static const struct key keys[] = {
      "keep every image made for a GET as a file here, for the web server to send itself "
      "(docs/deploy.md); empty = off"},
     {"tile_store_mb", NUM(tile_store_mb, 1, 16777216), "4096",
-     "cap of the tile store in MB; past it the oldest files are removed down to 3/4"},
+     "cap of the tile store in MB; past it the files nginx sent least recently are removed "
+     "down to 3/4"},
     {"memcached_servers", STR(memcached_servers), "",
      "memcached servers (host:port,host:port) that several Vellum hosts share images through "
      "(docs/deploy.md); empty = off"},

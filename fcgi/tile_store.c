@@ -17,6 +17,7 @@
 #include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "http.h"
@@ -147,6 +148,8 @@ struct tile_store *tile_store_open(const char *dir, uint64_t max_bytes, struct v
     s->statefd = state;
     s->max_bytes = max_bytes;
     s->shared = map;
+    struct statvfs vfs;
+    s->stats.by_use = fstatvfs(fd, &vfs) == 0 && !(vfs.f_flag & ST_NOATIME);
     return s;
 fail:
     if (map != MAP_FAILED)
@@ -254,10 +257,21 @@ int tile_store_check(struct tile_store *s, const char *id_dir, const void *stamp
 
 /* ---- trimming ---------------------------------------------------------------------------- */
 
+/* The trim is CLOCK, an approximation of least-recently-used that needs nothing from the web
+ * server but the file system's access times. A file's place in the queue is its ctime: when it
+ * was stored, or last spared. Its "sent" mark is its atime being after that: the kernel sets
+ * atime when nginx reads the file, under the default relatime mount option too, because relatime
+ * always updates an atime that is not after the ctime. The trim removes unmarked files oldest
+ * first and spares marked ones by clearing the mark (a chmod to the same mode sets ctime to now,
+ * so the file goes to the back of the queue and must be sent again to be spared again). mtime,
+ * which nginx's own ETag and Last-Modified come from, is never touched. On a noatime mount no
+ * file is ever marked, and the trim is oldest-stored first. */
 struct entry {
-    int64_t mtime_ns;
+    int64_t ctime_ns; /* the queue order */
     uint64_t size;
     char *path; /* relative to the store */
+    bool sent;  /* read since ctime */
+    bool gone;  /* removed by this trim */
 };
 
 struct entries {
@@ -310,9 +324,10 @@ static void collect(int dfd, char *rel, size_t rel_len, int depth, struct entrie
                 l->failed = true;
                 break;
             }
-            l->v[l->n++] =
-                (struct entry){(int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec,
-                               (uint64_t)st.st_size, p};
+            int64_t ctime_ns = (int64_t)st.st_ctim.tv_sec * 1000000000 + st.st_ctim.tv_nsec;
+            int64_t atime_ns = (int64_t)st.st_atim.tv_sec * 1000000000 + st.st_atim.tv_nsec;
+            l->v[l->n++] = (struct entry){ctime_ns, (uint64_t)st.st_size, p, atime_ns > ctime_ns,
+                                          false};
             l->total += (uint64_t)st.st_size;
         }
         rel[rel_len] = '\0';
@@ -320,13 +335,34 @@ static void collect(int dfd, char *rel, size_t rel_len, int depth, struct entrie
     closedir(d);
 }
 
-static int by_mtime(const void *a, const void *b)
+static int by_ctime(const void *a, const void *b)
 {
     const struct entry *x = a, *y = b;
-    return x->mtime_ns < y->mtime_ns ? -1 : x->mtime_ns > y->mtime_ns;
+    return x->ctime_ns < y->ctime_ns ? -1 : x->ctime_ns > y->ctime_ns;
 }
 
-/* Trim to 3/4 of the cap, oldest files first. One worker at a time; the others carry on. */
+static void drop(struct tile_store *s, struct entries *l, struct entry *e)
+{
+    if (unlinkat(s->dirfd, e->path, 0) == 0) {
+        e->gone = true;
+        l->total -= e->size;
+        s->stats.evicted++;
+    }
+}
+
+/* Clear a file's "sent" mark and put it at the back of the queue (see struct entry). */
+static void spare(struct tile_store *s, const struct entry *e)
+{
+    int fd = openat(s->dirfd, e->path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    if (fchmod(fd, 0644) == 0)
+        s->stats.spared++;
+    close(fd);
+}
+
+/* Trim to 3/4 of the cap (CLOCK, see struct entry). One worker at a time; the others carry
+ * on. */
 static void trim(struct tile_store *s)
 {
     int lk = openat(s->statefd, "evict.lock", O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
@@ -343,14 +379,20 @@ static void trim(struct tile_store *s)
     if (top >= 0)
         collect(top, rel, 0, 0, &l);
     if (!l.failed) {
-        qsort(l.v, l.n, sizeof *l.v, by_mtime);
+        qsort(l.v, l.n, sizeof *l.v, by_ctime);
         uint64_t target = s->max_bytes / 4 * 3;
-        for (size_t i = 0; i < l.n && l.total > target; i++) {
-            if (unlinkat(s->dirfd, l.v[i].path, 0) == 0) {
-                l.total -= l.v[i].size;
-                s->stats.evicted++;
-            }
-        }
+        /* The hand goes round once removing files not sent since they were queued, and a
+         * second time, oldest first, only when every file left had been sent. */
+        size_t hand = 0;
+        for (; hand < l.n && l.total > target; hand++)
+            if (!l.v[hand].sent)
+                drop(s, &l, &l.v[hand]);
+        for (size_t i = 0; i < l.n && l.total > target; i++)
+            if (!l.v[i].gone)
+                drop(s, &l, &l.v[i]);
+        for (size_t i = 0; i < hand; i++)
+            if (l.v[i].sent && !l.v[i].gone)
+                spare(s, &l.v[i]);
         __atomic_store_n(&s->shared->bytes, l.total, __ATOMIC_RELAXED);
     }
     for (size_t i = 0; i < l.n; i++)

@@ -30,6 +30,8 @@ struct tile_store;
 
 struct tile_store_stats {
     uint64_t stored, evicted, invalidated, bytes;
+    uint64_t spared; /* files a trim kept because the web server had sent them since */
+    bool by_use;     /* the store's file system records reads (not mounted noatime) */
 };
 
 /* Open (creating it and .vellum if needed) the store at dir, capped at max_bytes. The folder
@@ -50,8 +52,9 @@ bool tile_store_path_ok(const char *path);
 int tile_store_check(struct tile_store *s, const char *id_dir, const void *stamp, size_t len);
 
 /* Write body as the file at path (tile_store_path_ok) under the store, atomically (a temporary
- * name, then rename), and trim the store to 3/4 of its cap, oldest files first, when it passes the
- * cap. Returns 0 or -1 (nothing stored; the response is unaffected). */
+ * name, then rename), and trim the store to 3/4 of its cap when it passes the cap: files the web
+ * server has not sent for longest go first (CLOCK on the files' access times; oldest stored
+ * first on a noatime mount). Returns 0 or -1 (nothing stored; the response is unaffected). */
 int tile_store_put(struct tile_store *s, const char *path, const unsigned char *body, size_t len);
 
 /* This worker's counters and the store's size; zeros for NULL. */

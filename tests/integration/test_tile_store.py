@@ -6,7 +6,7 @@ asked for as sub%2Fb.jp2 is stored at the decoded path nginx looks at; OPTIONS s
 Vellum; query strings, errors, info.json, redirects, HEAD and 304s are never stored; files 0644
 in folders 0755 whatever the umask; a replaced source empties its identifier's folder
 (info.json or an image reaching Vellum), also when asked for with escapes; the cap trims the
-oldest files; an unsafe store folder is refused; links planted in the store are not followed;
+files nginx sent least recently (a tile sent again and again survives every trim); an unsafe store folder is refused; links planted in the store are not followed;
 concurrent requests for the same tiles leave whole files and no temporaries.
 
 Whether a request reached Vellum is read from Vellum's access log (see test_nginx_cache.py)."""
@@ -119,9 +119,10 @@ def health_sum(port, vel):
     from any."""
     seen = t.health_by_worker(port, vel, "tile_store")
     total = {"enabled": all(b["enabled"] for b in seen.values()),
-             "bytes": max(b["bytes"] for b in seen.values())}
+             "bytes": max(b["bytes"] for b in seen.values()),
+             "trim_order": "/".join(sorted(set(b["trim_order"] for b in seen.values() if "trim_order" in b)))}
     for b in seen.values():
-        for k in ("stored", "evicted", "invalidated"):
+        for k in ("stored", "evicted", "invalidated", "spared"):
             total[k] = total.get(k, 0) + b[k]
     return total
 
@@ -446,6 +447,11 @@ for sf in (1, 2, 4):
 first = None
 biggest = 0
 fails = []
+# One tile everyone looks at (a title page, a thumbnail): nginx sends it from the store every
+# other tile of the walk. The trim goes by what was sent least recently, so it must stay
+# stored the whole time; an oldest-stored-first trim removes it with the first tiles.
+HOT = 2
+hot_fails, marked = [], None
 for i, p in enumerate(order):
     st, h, b = get(p, port=nc.port)
     if st != 200:
@@ -453,7 +459,18 @@ for i, p in enumerate(order):
     biggest = max(biggest, len(b))
     if i == 0:
         first = b
-t.check(not fails, "cap: %d noise tiles served (%s)" % (len(order), fails[:3]))
+    if i > HOT and i % 2 == 1:
+        if marked is None:
+            stored(order[HOT], capstore)
+        time.sleep(0.02)  # a timestamp tick of the kernel, so the read is after the store
+        st, h, b = get(order[HOT], port=nc.port)
+        if st != 200:
+            hot_fails.append((i, st))
+        if marked is None:  # does this file system record reads (atime after ctime)?
+            s = os.stat(capstore + fpath(order[HOT]))
+            marked = s.st_atime_ns > s.st_ctime_ns
+t.check(not fails and not hot_fails, "cap: %d noise tiles served, and the often-sent one (%s %s)"
+        % (len(order), fails[:3], hot_fails[:3]))
 settle()
 held = files(capstore)
 total = sum(len(b) for b in held.values())
@@ -464,6 +481,19 @@ t.check(total <= (1 << 20) + biggest, "cap: the store holds %d bytes in %d files
 t.check(fpath(order[0]) not in held and fpath(order[1]) not in held, "cap: the first tiles were removed")
 t.check(fpath(order[-1]) in held and stored(order[-1], capstore) is not None, "cap: the last tile is kept")
 hc = health_sum(nc.port, vc)
+if marked:
+    t.check(fpath(order[HOT]) in held and t.reached(vc, order[HOT]) == 1,
+            "cap: the tile nginx kept sending was never trimmed (in the store at the end, and "
+            "Vellum made it once: %d)" % t.reached(vc, order[HOT]))
+    t.check(fpath(order[HOT + 1]) not in held, "cap: the tile stored right after it, never sent "
+            "again, was trimmed")
+    t.check(hc["spared"] > 0 and hc["trim_order"] == "least recently sent first",
+            "cap: /health says the trim spared files and goes by use (%s)" % hc)
+else:
+    print("SKIPPED: cap: %s does not record reads (mounted noatime?): the trim there is oldest "
+          "stored first, and what it keeps by use is not checked" % capstore, flush=True)
+    t.check(hc["trim_order"].startswith("oldest stored first"),
+            "cap: /health says the trim is oldest stored first (%s)" % hc)
 t.check(hc["evicted"] > 0 and hc["stored"] == len(order),
         "cap: /health says evicted > 0, stored = %d (%s)" % (len(order), hc))
 t.check(0 < hc["bytes"] <= 1 << 20, "cap: /health bytes %d within the cap" % hc["bytes"])
