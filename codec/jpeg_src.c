@@ -1,14 +1,18 @@
-/* jpeg_src.c: JPEG sources through libjpeg-turbo's TurboJPEG API. What TurboJPEG does not expose
- * (EXIF orientation, ICC profile chunks, the Adobe marker that says CMYK is stored inverted, the
- * sample precision) comes from a small bounded marker parser here. Decode picks a DCT scaling
- * (1, 1/2, 1/4, 1/8) that keeps the region at least as large as wanted, decodes the whole image
- * at that scale and crops: simple and correct, at the price of decoding pixels outside the
- * region. Sizes reported and regions requested are as displayed (after EXIF orientation). */
+/* jpeg_src.c: JPEG sources through libjpeg-turbo. What the library does not expose (EXIF
+ * orientation, ICC profile chunks, the Adobe marker that says CMYK is stored inverted, the sample
+ * precision) comes from a small bounded marker parser here. Decode picks a DCT scaling (1, 1/2,
+ * 1/4, 1/8) that keeps the region at least as large as wanted and decodes only what the region
+ * needs at that scale: rows above it are skipped (entropy-decoded, no IDCT), rows below it are
+ * never read, and columns outside it (plus a margin, below) are not transformed. Sizes reported
+ * and regions requested are as displayed (after EXIF orientation). */
 #include "source_internal.h"
 
+#include <setjmp.h>
+#include <stdio.h> /* before jpeglib.h, which uses FILE and size_t */
 #include <stdlib.h>
 #include <string.h>
-#include <turbojpeg.h>
+
+#include <jpeglib.h>
 
 /* ICC.1 B.4: a profile is split over APP2 "ICC_PROFILE" segments numbered 1..count <= 255. */
 #define ICC_MAX_CHUNKS 256
@@ -320,20 +324,124 @@ static unsigned char mul255(unsigned a, unsigned b)
     return (unsigned char)((a * b + 127) / 255);
 }
 
+/* ---- decoding ----------------------------------------------------------------------------
+ * libjpeg reports a fatal error through error_exit, which must not return: it jumps back to
+ * decode_rows(), whose frame holds nothing that changes after setjmp() (every buffer is the
+ * caller's), so nothing there has to be volatile. */
+#define JPEG_MAX_SCANS 500 /* more is a known denial of service (libjpeg-turbo's LIMITSCANS) */
+
+struct jerr {
+    struct jpeg_error_mgr pub;
+    jmp_buf jump;
+    char msg[JMSG_LENGTH_MAX];
+};
+
+static void jerr_exit(j_common_ptr c)
+{
+    struct jerr *e = (struct jerr *)c->err;
+    c->err->format_message(c, e->msg);
+    longjmp(e->jump, 1);
+}
+
+/* Warnings, such as a truncated scan, still give a complete image and are accepted, as djpeg
+ * does; nothing is printed. */
+static void jerr_emit(j_common_ptr c, int level)
+{
+    if (level < 0)
+        c->err->num_warnings++;
+}
+
+static void scan_limit(j_common_ptr c)
+{
+    j_decompress_ptr d = (j_decompress_ptr)c;
+    if (d->input_scan_number > JPEG_MAX_SCANS) {
+        struct jerr *e = (struct jerr *)c->err;
+        snprintf(e->msg, sizeof e->msg, "progressive JPEG with more than %d scans",
+                 JPEG_MAX_SCANS);
+        longjmp(e->jump, 1);
+    }
+}
+
+/* What decode_rows() decodes: the image scaled by 1/2^r (expected full_w x full_h), as
+ * colour space cs with ps bytes per pixel, its pixels [x, x+w) x [y, y+h) into out (w * ps bytes
+ * per row); row is scratch for one decoded row, full_w * ps bytes. */
+struct rows_req {
+    const unsigned char *file;
+    size_t len;
+    int r, ps;
+    J_COLOR_SPACE cs;
+    uint64_t full_w, full_h;
+    uint32_t x, y, w, h;
+    unsigned char *out, *row;
+};
+
+static int decode_rows(const struct rows_req *q, struct verr *err)
+{
+    struct jpeg_decompress_struct d;
+    struct jerr e;
+    struct jpeg_progress_mgr prog = {.progress_monitor = scan_limit};
+    d.err = jpeg_std_error(&e.pub);
+    e.pub.error_exit = jerr_exit;
+    e.pub.emit_message = jerr_emit;
+    e.msg[0] = '\0';
+    if (setjmp(e.jump)) {
+        jpeg_destroy_decompress(&d);
+        return verr_set(err, 500, "corrupt JPEG data: %s", e.msg);
+    }
+    jpeg_create_decompress(&d);
+    d.progress = &prog;
+    jpeg_mem_src(&d, q->file, (unsigned long)q->len);
+    (void)jpeg_read_header(&d, TRUE);
+    d.scale_num = 1;
+    d.scale_denom = 1u << q->r;
+    d.out_color_space = q->cs;
+    (void)jpeg_start_decompress(&d);
+    if (d.output_width != q->full_w || d.output_height != q->full_h ||
+        d.output_components != q->ps) {
+        jpeg_destroy_decompress(&d);
+        return verr_set(err, 500, "JPEG decodes to %ux%ux%d, not the probed %llux%llux%d",
+                        d.output_width, d.output_height, d.output_components,
+                        (unsigned long long)q->full_w, (unsigned long long)q->full_h, q->ps);
+    }
+    /* Columns: crop to the region plus one iMCU on each side. libjpeg-turbo moves the left edge
+     * to an iMCU boundary itself; the margin is for its smooth chroma upsampling, which treats
+     * a cropped row's ends as the image's edges (libjpeg.txt, "Partial image decompression"),
+     * so pixels right at a crop edge may differ from a full decode's. */
+    JDIMENSION margin = (JDIMENSION)(d.max_h_samp_factor * d.min_DCT_scaled_size);
+    JDIMENSION x0 = q->x > margin ? q->x - margin : 0;
+    JDIMENSION x1 = (uint64_t)q->x + q->w + margin < q->full_w ? q->x + q->w + margin
+                                                               : (JDIMENSION)q->full_w;
+    JDIMENSION cw = x1 - x0;
+    if (x0 > 0 || cw < d.output_width)
+        jpeg_crop_scanline(&d, &x0, &cw);
+    if (q->y > 0)
+        (void)jpeg_skip_scanlines(&d, q->y);
+    size_t at = (size_t)(q->x - x0) * (size_t)q->ps, n = (size_t)q->w * (size_t)q->ps;
+    for (uint32_t i = 0; i < q->h; i++) {
+        JSAMPROW row = q->row;
+        if (jpeg_read_scanlines(&d, &row, 1) != 1) {
+            jpeg_destroy_decompress(&d);
+            return verr_set(err, 500, "corrupt JPEG data: row %u missing", q->y + i);
+        }
+        memcpy(q->out + (size_t)i * n, q->row + at, n);
+    }
+    jpeg_destroy_decompress(&d); /* rows below the region are never decoded */
+    return 0;
+}
+
 int codec_jpeg_decode(const char *path, const struct codec_info *info,
                       const struct codec_decode_req *req, struct codec_image **out,
                       struct verr *err)
 {
-    unsigned char *file = NULL, *scaled = NULL;
+    unsigned char *file = NULL, *region = NULL, *row = NULL;
     size_t file_len = 0;
-    tjhandle tj = NULL;
     struct jpeg_meta *m = NULL;
     struct codec_image *dst = NULL;
-    int pf, ps, r, o;
+    int ps, r, o;
+    J_COLOR_SPACE cs;
     struct orient t;
     uint32_t sr[4], want_w, want_h, cx, cy, cw, ch;
     uint64_t full_w, full_h;
-    tjscalingfactor sf;
 
     m = calloc(1, sizeof *m);
     if (!m)
@@ -363,10 +471,9 @@ int codec_jpeg_decode(const char *path, const struct codec_info *info,
     want_w = o >= 5 ? req->want_h : req->want_w;
     want_h = o >= 5 ? req->want_w : req->want_h;
     r = codec_src_pick_reduction(sr[0], sr[1], sr[2], sr[3], want_w, want_h, info->levels);
-    sf.num = 1;
-    sf.denom = 1 << r;
-    full_w = (uint64_t)TJSCALED((int)m->width, sf);
-    full_h = (uint64_t)TJSCALED((int)m->height, sf);
+    /* libjpeg's scaled size: ceil(size / 2^r). */
+    full_w = codec_src_ceil_shift(m->width, r);
+    full_h = codec_src_ceil_shift(m->height, r);
     /* The crop in the scaled image, on the same ceil grid JPEG 2000 uses. */
     cx = (uint32_t)codec_src_ceil_shift(sr[0], r);
     cy = (uint32_t)codec_src_ceil_shift(sr[1], r);
@@ -379,62 +486,47 @@ int codec_jpeg_decode(const char *path, const struct codec_info *info,
 
     /* libjpeg converts YCbCr to RGB and YCCK to CMYK itself. */
     if (m->ncomp == 1) {
-        pf = TJPF_GRAY;
+        cs = JCS_GRAYSCALE;
         ps = 1;
     } else if (m->ncomp == 4) {
-        pf = TJPF_CMYK;
+        cs = JCS_CMYK;
         ps = 4;
     } else {
-        pf = TJPF_RGB;
+        cs = JCS_RGB;
         ps = 3;
     }
     if ((ps == 1) != (info->channels == 1)) {
         verr_set(err, 500, "JPEG colour space changed since it was probed");
         goto fail;
     }
-    /* The whole scaled image is what gets decoded, so that is what the caps apply to. */
+    /* The whole scaled image is what the entropy decoder walks through (up to the region's
+     * last row), so that is what the pixel cap applies to. */
     if (codec_src_check_area(full_w, full_h, req->max_pixels, "decoded JPEG", err) < 0)
         goto fail;
-    if (full_w * full_h * (uint64_t)ps > CODEC_SRC_MAX_DECODE_BYTES) {
-        verr_set(err, 413, "decoded JPEG of %llux%llu is too large", (unsigned long long)full_w,
-                 (unsigned long long)full_h);
+    bool upright = !t.transpose && !t.flip_x && !t.flip_y;
+    bool direct = upright && ps == info->channels; /* rows land in the result as they are */
+    uint64_t region_bytes = (uint64_t)cw * ch * (uint64_t)ps;
+    if (codec_src_check_memory(region_bytes * (direct ? 1 : 2) + full_w * (uint64_t)ps,
+                               req->max_bytes, "decoding this JPEG", err) < 0)
         goto fail;
-    }
-    /* The scaled image, then the region cropped out of it. */
-    if (codec_src_check_memory(full_w * full_h * (uint64_t)ps * 2, req->max_bytes,
-                               "decoding this JPEG", err) < 0)
-        goto fail;
-    scaled = malloc((size_t)(full_w * full_h * (uint64_t)ps));
-    if (scaled)
-        tj = tjInitDecompress();
-    if (!scaled || !tj) {
-        verr_set(err, 500, "out of memory decoding a JPEG");
-        goto fail;
-    }
-    /* TurboJPEG picks the largest scaling factor whose result fits the size asked for, which
-     * for exactly TJSCALED(size, 1/2^r) is 1/2^r. LIMITSCANS refuses progressive files with
-     * absurd scan counts (a known denial of service). Warnings, such as a truncated scan, still
-     * produce a complete image and are accepted, as djpeg does. */
-    if (tjDecompress2(tj, file, (unsigned long)file_len, scaled, (int)full_w, 0, (int)full_h, pf,
-                      TJFLAG_LIMITSCANS) != 0 &&
-        tjGetErrorCode(tj) != TJERR_WARNING) {
-        verr_set(err, 500, "corrupt JPEG data: %s", tjGetErrorStr2(tj));
-        goto fail;
-    }
-
     dst =
         o >= 5 ? codec_image_new(ch, cw, info->channels) : codec_image_new(cw, ch, info->channels);
-    if (!dst) {
-        verr_set(err, 500, "out of memory for a %ux%u decoded region", cw, ch);
+    row = malloc((size_t)full_w * (size_t)ps);
+    region = direct ? NULL : malloc((size_t)region_bytes);
+    if (!dst || !row || (!direct && !region)) {
+        verr_set(err, 500, "out of memory for a %ux%u decoded JPEG region", cw, ch);
         goto fail;
     }
-    bool upright = !t.transpose && !t.flip_x && !t.flip_y;
-    for (uint32_t sy = 0; sy < ch; sy++) {
-        const unsigned char *src = scaled + ((size_t)(cy + sy) * full_w + cx) * (size_t)ps;
-        if (upright && ps != 4) { /* a row as it is: one copy (the whole image, for the cache) */
-            memcpy(dst->px + (size_t)sy * cw * (size_t)ps, src, (size_t)cw * (size_t)ps);
-            continue;
-        }
+    const struct rows_req q = {
+        .file = file, .len = file_len, .r = r, .ps = ps, .cs = cs, .full_w = full_w,
+        .full_h = full_h, .x = cx, .y = cy, .w = cw, .h = ch, .out = direct ? dst->px : region,
+        .row = row,
+    };
+    if (decode_rows(&q, err) < 0)
+        goto fail;
+
+    for (uint32_t sy = 0; !direct && sy < ch; sy++) {
+        const unsigned char *src = region + (size_t)sy * cw * (size_t)ps;
         for (uint32_t sx = 0; sx < cw; sx++, src += ps) {
             uint32_t dx, dy;
             unsigned char *p;
@@ -457,17 +549,16 @@ int codec_jpeg_decode(const char *path, const struct codec_info *info,
             }
         }
     }
-    tjDestroy(tj);
-    free(scaled);
+    free(region);
+    free(row);
     free(file);
     free(m);
     *out = dst;
     return 0;
 fail:
     codec_image_free(dst);
-    if (tj)
-        tjDestroy(tj);
-    free(scaled);
+    free(region);
+    free(row);
     free(file);
     free(m);
     return -1;

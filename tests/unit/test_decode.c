@@ -641,6 +641,63 @@ static void test_jpeg_scaling(const char *jpg, const struct pix *orig, const cha
     codec_info_clear(&info);
 }
 
+/* Regions are decoded in part (rows above skipped, rows below not read, columns cropped with a
+ * margin: jpeg_src.c). Every region must be byte-identical to the same pixels of the whole
+ * image decoded at the same scale, whatever its alignment to iMCUs and however the chroma is
+ * subsampled: a wrong crop margin shows up as a difference at the region's left or right edge. */
+static void test_jpeg_partial(const char *jpg, const char *tag)
+{
+    struct codec_info info;
+    struct verr err = {0, ""};
+    if (codec_probe(jpg, PROBE_MAX_PIXELS, &info, &err) < 0) {
+        CHECK_MSG(0, "probe %s: %s", tag, err.msg);
+        return;
+    }
+    uint32_t seed = 12345;
+    for (int r = 0; r <= 3; r++) {
+        uint32_t sw = ceil_div_pow2(info.width, r), sh = ceil_div_pow2(info.height, r);
+        struct codec_image *whole =
+            decode(jpg, &info, 0, 0, info.width, info.height, sw, sh, 1, &err);
+        CHECK_MSG(whole != NULL, "%s 1/%d whole: %s", tag, 1 << r, err.msg);
+        if (!whole)
+            continue;
+        int bad = 0;
+        for (int k = 0; k < 40; k++) {
+            /* Region corners on the 1/2^r grid (so the scaled region is exactly [rx, rx+rw)),
+             * anywhere, including the image's edges. */
+            seed = seed * 1103515245u + 12345u;
+            uint32_t rx = (seed >> 8) % sw;
+            seed = seed * 1103515245u + 12345u;
+            uint32_t ry = (seed >> 8) % sh;
+            seed = seed * 1103515245u + 12345u;
+            uint32_t rw = 1 + (seed >> 8) % (sw - rx);
+            seed = seed * 1103515245u + 12345u;
+            uint32_t rh = 1 + (seed >> 8) % (sh - ry);
+            uint32_t x = rx << r, y = ry << r;
+            uint32_t w = ((rx + rw) << r) - x, h = ((ry + rh) << r) - y;
+            if (x + w > info.width)
+                w = info.width - x;
+            if (y + h > info.height)
+                h = info.height - y;
+            struct codec_image *img = decode(jpg, &info, x, y, w, h, rw, rh, 1, &err);
+            bool same = img && img->w == rw && img->h == rh;
+            for (uint32_t j = 0; same && j < rh; j++)
+                same = memcmp(img->px + (size_t)j * rw * whole->channels,
+                              whole->px + ((size_t)(ry + j) * whole->w + rx) * whole->channels,
+                              (size_t)rw * whole->channels) == 0;
+            if (!same && bad++ < 3)
+                CHECK_MSG(0, "%s 1/%d region %u,%u,%u,%u (scaled %u,%u %ux%u) differs from the "
+                          "whole decode%s%s", tag, 1 << r, x, y, w, h, rx, ry, rw, rh,
+                          img ? "" : ": ", img ? "" : err.msg);
+            codec_image_free(img);
+        }
+        CHECK_MSG(bad == 0, "%s 1/%d: %d of 40 regions differ from the whole decode", tag, 1 << r,
+                  bad);
+        codec_image_free(whole);
+    }
+    codec_info_clear(&info);
+}
+
 static void test_jpeg_orientation(const char *jpg)
 {
     char ref[1200], oj[1200];
@@ -756,7 +813,7 @@ done:
 
 static void test_jpeg(void)
 {
-    char path[1200], jpg[1200], gjpg[1200];
+    char path[1200], jpg[1200], gjpg[1200], j422[1200], j444[1200];
     struct pix rgb = make_pix(613, 419, 3, 255), grey = make_pix(613, 419, 1, 255);
 
     if (!tool_exists("cjpeg") || !tool_exists("djpeg")) {
@@ -768,12 +825,20 @@ static void test_jpeg(void)
     if (!pnm_write(tmp_path(path, sizeof path, "rgb8.ppm"), &rgb) ||
         !run("cjpeg -quality 92 -outfile '%s' '%s'", jpg, path) ||
         !pnm_write(tmp_path(path, sizeof path, "grey8.pgm"), &grey) ||
-        !run("cjpeg -quality 92 -grayscale -outfile '%s' '%s'", gjpg, path)) {
+        !run("cjpeg -quality 92 -grayscale -outfile '%s' '%s'", gjpg, path) ||
+        !run("cjpeg -quality 92 -sample 2x1 -outfile '%s' '%s'",
+             tmp_path(j422, sizeof j422, "rgb422.jpg"), tmp_path(path, sizeof path, "rgb8.ppm")) ||
+        !run("cjpeg -quality 92 -sample 1x1 -outfile '%s' '%s'",
+             tmp_path(j444, sizeof j444, "rgb444.jpg"), path)) {
         CHECK_MSG(0, "cannot make test JPEG files");
         goto done;
     }
     test_jpeg_scaling(jpg, &rgb, "rgb.jpg");
     test_jpeg_scaling(gjpg, &grey, "grey.jpg");
+    test_jpeg_partial(jpg, "rgb.jpg (4:2:0)");
+    test_jpeg_partial(j422, "rgb422.jpg");
+    test_jpeg_partial(j444, "rgb444.jpg");
+    test_jpeg_partial(gjpg, "grey.jpg");
     test_jpeg_orientation(jpg);
     test_jpeg_icc(jpg);
 
