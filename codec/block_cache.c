@@ -436,13 +436,16 @@ static void give_turn(struct block_cache *c, const char *lockname, int lk)
     }
 }
 
-/* JPEG and PNG cannot be decoded in part: a JPEG region costs the whole image at its DCT scale
- * (jpeg_src.c), a PNG one every row down to the region's bottom. So a miss there decodes the
- * whole image at the request's level once, as codec_decode() does for any region of it, and
- * stores every block of that level, each on the grid and under the name a JPEG 2000 block
- * would have; the next tiles of the level, in any worker, are hits. One lock per level: the
- * workers that miss elsewhere in it meanwhile wait for that decode instead of repeating it.
- * Returns as block_cache_decode; the request (wt) is at (ax->p0, ay->p0) of the level. */
+/* JPEG and PNG have no random access to a region. A PNG region costs every row down to its
+ * bottom, so a miss there decodes the whole image at the request's level once, as
+ * codec_decode() does for any region of it, and stores every block of that level. A JPEG region
+ * costs its rows (plus a cheaper entropy-only pass over the rows above: jpeg_src.c), so a miss
+ * there decodes the band of the level that holds the request, one block high and the image's
+ * width, and stores the blocks of that band: the first tile of a band waits for one band, not
+ * for the whole image. Blocks are on the grid and under the names a JPEG 2000 block would have,
+ * so the next tiles of the band or level, in any worker, are hits. One lock per band or level:
+ * the workers that miss elsewhere in it meanwhile wait for that decode instead of repeating
+ * it. Returns as block_cache_decode; the request (wt) is at (ax->p0, ay->p0) of the level. */
 static int whole_image(struct block_cache *c, uint64_t source_key, const char *path,
                        const struct codec_info *info, const struct codec_decode_req *req, int r,
                        uint32_t sw, uint32_t sh, const struct axis *ax, const struct axis *ay,
@@ -452,16 +455,23 @@ static int whole_image(struct block_cache *c, uint64_t source_key, const char *p
     int ch = info->channels;
     uint32_t lw = (uint32_t)codec_src_ceil_shift(info->width, r);
     uint32_t lh = (uint32_t)codec_src_ceil_shift(info->height, r);
-    /* The decoder must pick level r for the whole image too (as it does unless the image is a
-     * pixel or two wide at that level), and the level may take at most half the cache. */
-    if (codec_src_pick_reduction(0, 0, info->width, info->height, lw, lh, info->levels) != r ||
-        (uint64_t)lw * lh * (uint64_t)ch > c->max_bytes / 2) {
+    /* What one decode covers: rows [u0, u1) of the level, as the image region [y, y + h). */
+    bool band = info->format == CODEC_FORMAT_JPEG;
+    uint32_t u0 = band ? (uint32_t)ay->index * sh : 0;
+    uint32_t u1 = band && lh - u0 > sh ? u0 + sh : lh;
+    uint64_t y = (uint64_t)u0 << r;
+    uint64_t h = ((uint64_t)u1 << r) < info->height ? ((uint64_t)u1 << r) - y : info->height - y;
+    /* The decoder must pick level r for that region too (as it does unless the image is a
+     * pixel or two wide at that level), and the decode may take at most half the cache. */
+    if (codec_src_pick_reduction(0, y, info->width, h, lw, u1 - u0, info->levels) != r ||
+        (uint64_t)lw * (u1 - u0) * (uint64_t)ch > c->max_bytes / 2) {
         c->stats.bypassed++;
         return 1;
     }
     char lockname[64];
+    uint64_t unit = band ? mix(ay->index, 0x42414e44ull /* BAND */) : 0x4c4556454cull /* LEVEL */;
     snprintf(lockname, sizeof lockname, "%016llx.lock",
-             (unsigned long long)mix(mix(source_key, (uint64_t)r), 0x4c4556454cull /* LEVEL */));
+             (unsigned long long)mix(mix(source_key, (uint64_t)r), unit));
     int lk, rc = take_turn(c, lockname, wt, &lk, out, use, err);
     if (rc <= 0)
         return rc;
@@ -469,22 +479,23 @@ static int whole_image(struct block_cache *c, uint64_t source_key, const char *p
     uint64_t held;
     (void)block_cache_cpu_acquire(c, 1, &held); /* libjpeg and libpng use one thread */
     const struct codec_decode_req whole = {
-        .x = 0, .y = 0, .w = info->width, .h = info->height, .want_w = lw, .want_h = lh,
-        .max_pixels = req->max_pixels, .max_bytes = req->max_bytes, .threads = 1,
+        .x = 0, .y = (uint32_t)y, .w = info->width, .h = (uint32_t)h, .want_w = lw,
+        .want_h = u1 - u0, .max_pixels = req->max_pixels, .max_bytes = req->max_bytes,
+        .threads = 1,
     };
     struct codec_image *img = NULL;
     struct verr werr;
     rc = 1; /* whatever goes wrong, the caller decodes the region itself */
     int drc = codec_decode(path, info, &whole, &img, &werr);
     block_cache_cpu_release(c, held);
-    if (drc == 0 && img && img->w == lw && img->h == lh && img->channels == ch) {
-        *out = crop(img->px, lw, ch, (uint32_t)ax->p0, (uint32_t)ay->p0, wt->w, wt->h);
+    if (drc == 0 && img && img->w == lw && img->h == u1 - u0 && img->channels == ch) {
+        *out = crop(img->px, lw, ch, (uint32_t)ax->p0, (uint32_t)ay->p0 - u0, wt->w, wt->h);
         rc = *out ? 0 : 1;
-        for (uint64_t by = 0; rc == 0 && by * sh < lh; by++) {
+        for (uint64_t by = u0 / sh; rc == 0 && by * sh < u1; by++) {
             for (uint64_t bx = 0; bx * sw < lw; bx++) {
                 uint32_t x0 = (uint32_t)(bx * sw), y0 = (uint32_t)(by * sh);
-                uint32_t cw = lw - x0 < sw ? lw - x0 : sw, chh = lh - y0 < sh ? lh - y0 : sh;
-                struct codec_image *b = crop(img->px, lw, ch, x0, y0, cw, chh);
+                uint32_t cw = lw - x0 < sw ? lw - x0 : sw, chh = u1 - y0 < sh ? u1 - y0 : sh;
+                struct codec_image *b = crop(img->px, lw, ch, x0, y0 - u0, cw, chh);
                 if (!b)
                     break;
                 uint64_t k = block_key(source_key, r, bx, by, ch, sw, sh);
