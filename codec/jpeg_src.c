@@ -24,6 +24,7 @@ struct jpeg_meta {
     int orientation; /* EXIF, 1..8 */
     bool has_exif;
     bool adobe;        /* APP14 "Adobe": CMYK samples are inverted */
+    bool progressive;  /* SOF2/6/10/14: libjpeg keeps every coefficient of the image */
     size_t header_len; /* bytes up to the end of the first SOS segment */
     /* ICC chunks located in the parsed buffer */
     int icc_count;
@@ -137,6 +138,7 @@ static enum parse_result parse_markers(const unsigned char *buf, size_t len, str
                     return PARSE_BAD;
             }
             if (!m->precision) {
+                m->progressive = (marker & 3) == 2;
                 m->precision = seg[0];
                 m->height = (uint32_t)seg[1] << 8 | seg[2];
                 m->width = (uint32_t)seg[3] << 8 | seg[4];
@@ -195,9 +197,9 @@ static int collect_icc(const unsigned char *buf, const struct jpeg_meta *m, unsi
 }
 
 /* What we can decode: 8-bit samples, 1 (grey), 3 (YCbCr or RGB) or 4 (CMYK or YCCK)
- * components. TurboJPEG 2.1's tjDecompressHeader3() is not used: it refuses valid CMYK/YCCK
- * files whose K component is not sampled like the others ("Could not determine subsampling
- * type"), which tjDecompress2() decodes fine; the marker parser has already checked the SOF. */
+ * components. The probe uses this marker parser, not TurboJPEG 2.1's tjDecompressHeader3(),
+ * which refuses valid CMYK/YCCK files whose K component is not sampled like the others ("Could
+ * not determine subsampling type") although libjpeg decodes them fine. */
 static int check_header(const struct jpeg_meta *m, struct verr *err)
 {
     if (m->precision != 8)
@@ -506,7 +508,12 @@ int codec_jpeg_decode(const char *path, const struct codec_info *info,
     bool upright = !t.transpose && !t.flip_x && !t.flip_y;
     bool direct = upright && ps == info->channels; /* rows land in the result as they are */
     uint64_t region_bytes = (uint64_t)cw * ch * (uint64_t)ps;
-    if (codec_src_check_memory(region_bytes * (direct ? 1 : 2) + full_w * (uint64_t)ps,
+    /* A progressive file is decoded from a buffer of all its DCT coefficients (2 bytes each,
+     * every component at full size: an upper bound with subsampling), whatever the scale. */
+    uint64_t coef_bytes =
+        m->progressive ? (uint64_t)m->width * m->height * (uint64_t)m->ncomp * 2 : 0;
+    if (codec_src_check_memory(region_bytes * (direct ? 1 : 2) + full_w * (uint64_t)ps +
+                                   coef_bytes,
                                req->max_bytes, "decoding this JPEG", err) < 0)
         goto fail;
     dst =

@@ -839,6 +839,39 @@ static void test_jpeg(void)
     test_jpeg_partial(j422, "rgb422.jpg");
     test_jpeg_partial(j444, "rgb444.jpg");
     test_jpeg_partial(gjpg, "grey.jpg");
+
+    /* A progressive JPEG is decoded from a buffer of all its coefficients, whatever the region:
+     * the memory estimate counts it (613 x 419 x 3 x 2 bytes), a baseline one's does not. */
+    {
+        char prog[1200];
+        struct codec_info pi, bi;
+        struct verr err = {0, ""};
+        if (run("cjpeg -quality 92 -progressive -outfile '%s' '%s'",
+                tmp_path(prog, sizeof prog, "prog.jpg"), tmp_path(path, sizeof path, "rgb8.ppm")) &&
+            codec_probe(prog, PROBE_MAX_PIXELS, &pi, &err) == 0 &&
+            codec_probe(jpg, PROBE_MAX_PIXELS, &bi, &err) == 0) {
+            struct codec_decode_req req = {.x = 64, .y = 64, .w = 64, .h = 64, .want_w = 64,
+                                           .want_h = 64, .threads = 1, .max_bytes = 1000000};
+            struct codec_image *img = NULL;
+            CHECK_MSG(codec_decode(prog, &pi, &req, &img, &err) < 0 && err.status == 413,
+                      "progressive JPEG over the memory cap: %d %s", err.status, err.msg);
+            codec_image_free(img);
+            img = NULL;
+            CHECK_MSG(codec_decode(jpg, &bi, &req, &img, &err) == 0 && img,
+                      "baseline JPEG region within the memory cap: %s", err.msg);
+            codec_image_free(img);
+            req.max_bytes = 0;
+            img = NULL;
+            CHECK_MSG(codec_decode(prog, &pi, &req, &img, &err) == 0 && img,
+                      "progressive JPEG region without a cap: %s", err.msg);
+            codec_image_free(img);
+            codec_info_clear(&pi);
+            codec_info_clear(&bi);
+            test_jpeg_partial(prog, "progressive rgb.jpg");
+        } else {
+            CHECK_MSG(0, "cannot make or probe a progressive JPEG: %s", err.msg);
+        }
+    }
     test_jpeg_orientation(jpg);
     test_jpeg_icc(jpg);
 
