@@ -513,6 +513,70 @@ static int whole_image(struct block_cache *c, uint64_t source_key, const char *p
     return rc;
 }
 
+/* A request of a whole-image source that spans several blocks of its level (a PNG's coarse
+ * scale factors: PNG has no reduced levels, so their regions are large at full size) is put
+ * together from those blocks, each a hit or a miss that whole_image() decodes (storing its
+ * neighbours too): the same pixels the direct decode gives, without decoding again. Hits are
+ * counted per block. Returns as block_cache_decode. */
+static int stitch(struct block_cache *c, uint64_t source_key, const char *path,
+                  const struct codec_info *info, const struct codec_decode_req *req, int r,
+                  struct codec_image **out, enum codec_block_use *use, struct verr *err)
+{
+    uint32_t s = c->block;
+    int ch = info->channels;
+    uint64_t lw = codec_src_ceil_shift(info->width, r), lh = codec_src_ceil_shift(info->height, r);
+    uint64_t x0 = codec_src_ceil_shift(req->x, r), x1 = codec_src_ceil_shift(req->x + req->w, r);
+    uint64_t y0 = codec_src_ceil_shift(req->y, r), y1 = codec_src_ceil_shift(req->y + req->h, r);
+    if (x1 <= x0 || y1 <= y0 || x1 > lw || y1 > lh ||
+        (x1 - x0) * (y1 - y0) * (uint64_t)ch > c->max_bytes / 2) {
+        c->stats.bypassed++;
+        return 1;
+    }
+    struct codec_image *img = codec_image_new((uint32_t)(x1 - x0), (uint32_t)(y1 - y0), ch);
+    if (!img)
+        return verr_set(err, 500, "out of memory for a %llux%llu region",
+                        (unsigned long long)(x1 - x0), (unsigned long long)(y1 - y0));
+    bool decoded = false;
+    for (uint64_t by = y0 / s; by * s < y1; by++) {
+        for (uint64_t bx = x0 / s; bx * s < x1; bx++) {
+            uint64_t bx0 = bx * s, by0 = by * s;
+            uint64_t ox0 = x0 > bx0 ? x0 : bx0, oy0 = y0 > by0 ? y0 : by0;
+            uint64_t ox1 = x1 < bx0 + s ? x1 : bx0 + s, oy1 = y1 < by0 + s ? y1 : by0 + s;
+            struct want wt = {
+                .bw = (uint32_t)(lw - bx0 < s ? lw - bx0 : s),
+                .bh = (uint32_t)(lh - by0 < s ? lh - by0 : s), .ch = ch,
+                .x = (uint32_t)(ox0 - bx0), .y = (uint32_t)(oy0 - by0),
+                .w = (uint32_t)(ox1 - ox0), .h = (uint32_t)(oy1 - oy0),
+            };
+            wt.check = block_key(source_key, r, bx, by, ch, s, s);
+            snprintf(wt.name, sizeof wt.name, "%016llx.blk", (unsigned long long)wt.check);
+            struct codec_image *piece = NULL;
+            int rc = load(c, &wt, &piece, err);
+            if (rc == 0) {
+                c->stats.hits++;
+            } else if (rc == 1) {
+                const struct axis ax = {.p0 = ox0, .index = bx}, ay = {.p0 = oy0, .index = by};
+                enum codec_block_use u = CODEC_BLOCK_NONE;
+                rc = whole_image(c, source_key, path, info, req, r, s, s, &ax, &ay, &wt, &piece,
+                                 &u, err);
+                decoded = decoded || u == CODEC_BLOCK_DECODED;
+            }
+            if (rc != 0) { /* 1: the caller decodes the region itself; -1: err is set */
+                codec_image_free(img);
+                return rc;
+            }
+            size_t row = (size_t)wt.w * (size_t)ch;
+            for (uint32_t j = 0; j < wt.h; j++)
+                memcpy(img->px + ((size_t)(oy0 - y0 + j) * img->w + (size_t)(ox0 - x0)) * ch,
+                       piece->px + (size_t)j * row, row);
+            codec_image_free(piece);
+        }
+    }
+    *out = img;
+    *use = decoded ? CODEC_BLOCK_DECODED : CODEC_BLOCK_HIT;
+    return 0;
+}
+
 int block_cache_decode(struct block_cache *c, uint64_t source_key, const char *path,
                        const struct codec_info *info, const struct codec_decode_req *req,
                        struct codec_image **out, enum codec_block_use *use, struct verr *err)
@@ -539,6 +603,8 @@ int block_cache_decode(struct block_cache *c, uint64_t source_key, const char *p
     while (block_axis(info->origin_x, info->width, req->x, req->w, r, sw, &ax) < 0 ||
            block_axis(info->origin_y, info->height, req->y, req->h, r, sh, &ay) < 0) {
         if (sw >= c->block && sh >= c->block) {
+            if (whole)
+                return stitch(c, source_key, path, info, req, r, out, use, err);
             c->stats.bypassed++;
             return 1;
         }

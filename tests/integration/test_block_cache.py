@@ -137,10 +137,12 @@ t.check(st.st_mode & 0o777 == 0o700, "the cache folder is private (mode %o)" % (
 # stores all of its blocks; every tile equals an independent decode (djpeg -scale 1/2^r; the
 # PNG's pixels) ----------------------------------------------------------------------------------
 before_jpeg = total
+before_bypassed = total.get("bypassed", 0)
 for ident, refs in (("photo.jpg", {r: px.djpeg_reference(os.path.join(root, "photo.jpg"), r)
-                                   for r in (0, 2)}),
+                                   for r in (0, 2, 3)}),
                     ("flat.png", {0: A_PIXELS})):
-    for sf in (1, 4):
+    # sf 8: a PNG tile is 2048 pixels of the full-size level, put together from 2x2 blocks
+    for sf in (1, 4, 8):
         level = tiles(sf)
         with concurrent.futures.ThreadPoolExecutor(4) as pool:
             results = list(pool.map(lambda tl: fetch(ident, tl), level))
@@ -168,12 +170,16 @@ for ident, refs in (("photo.jpg", {r: px.djpeg_reference(os.path.join(root, "pho
 total, per_worker = health_sum()
 misses = total.get("misses", 0) - before_jpeg.get("misses", 0)
 # photo.jpg: one decode per band (BLOCK rows of a level, the image's width): two at full size
-# (1500 rows), one at 1/4. flat.png has no reduced levels: one decode of the whole image at full
-# size serves both scale factors (blocks of whole-image sources are block_size square).
-bands = sum(math.ceil(math.ceil(H / 2 ** r) / BLOCK) for r in (0, 2))
+# (1500 rows), one at 1/4, one at 1/8. flat.png has no reduced levels: one decode of the whole
+# image at full size serves all three scale factors (blocks of whole-image sources are
+# block_size square; a sf 8 tile is cut from four of them).
+bands = sum(math.ceil(math.ceil(H / 2 ** r) / BLOCK) for r in (0, 2, 3))
 t.check(misses == bands + 1, "JPEG: one decode per band of a level (%d), PNG: one whole-image "
         "decode, not one per tile (%d decodes for %d tiles)"
-        % (bands, misses, 2 * (len(tiles(1)) + len(tiles(4)))))
+        % (bands, misses, 2 * sum(len(tiles(sf)) for sf in (1, 4, 8))))
+t.check(total.get("bypassed", 0) == before_bypassed,
+        "JPEG and PNG: no tile bypassed the cache, not even PNG tiles spanning several blocks "
+        "(%d bypassed)" % (total.get("bypassed", 0) - before_bypassed))
 
 # --- a replaced source is never served from its old blocks --------------------------------------
 probe_tile = (1024, 0, 256, 256, 256, 256)
