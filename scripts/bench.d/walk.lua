@@ -1,7 +1,7 @@
 -- walk.lua: make wrk walk a URL list exactly once (each URL once, in list order), then stop, and
 -- time every request.
 --
---   wrk -t C -c C -d CAP --timeout 120s -s walk.lua http://127.0.0.1:PORT -- LIST [REPEATS]
+--   wrk -t C -c C -d CAP --timeout 120s -s walk.lua http://127.0.0.1:PORT -- LIST REPEATS C
 --
 -- wrk runs for a duration, not for a number of requests, so on its own it cannot do "each URL
 -- once". Here every connection has a wrk thread of its own, and they all take the next URL from
@@ -11,6 +11,10 @@
 -- script signals wrk's main thread (SIGINT, which wrk handles by ending the run), so wrk's own
 -- clock and requests/s cover exactly the walk (plus up to wrk's 100 ms stop tick, which the
 -- caller corrects with the walk's own duration printed below). CAP only bounds a run that hangs.
+-- wrk starts each thread as soon as it is made and installs its SIGINT handler only after the
+-- last one, then sleeps for CAP: a SIGINT before that sleep would be lost (a walk of static
+-- files can be over before 32 threads are made), so no thread sends its first request before
+-- all C have asked for one, and then 50 ms more.
 --
 -- Latencies are timed here, one sample per response, not taken from wrk's statistics: wrk
 -- "corrects" its histogram for coordinated omission, adding for every latency n >= 2e (e = run
@@ -32,8 +36,9 @@ typedef union { char size[40]; long align; } walk_mutex_t;
 int pthread_mutex_init(walk_mutex_t *m, const void *attr);
 int pthread_mutex_lock(walk_mutex_t *m);
 int pthread_mutex_unlock(walk_mutex_t *m);
+int usleep(unsigned int usec);
 void *calloc(size_t n, size_t size);
-struct walk_shared { walk_mutex_t lock; int64_t next, done; double first_us, walk_us; };
+struct walk_shared { walk_mutex_t lock; int64_t next, done, ready; double first_us, walk_us; };
 ]]
 
 local ts = ffi.new("struct bench_timespec")
@@ -64,6 +69,15 @@ codes = {}
 lats = {}
 local S = nil
 local sent_at = nil
+local conns = 1
+local started = false
+
+local function locked(f)
+  ffi.C.pthread_mutex_lock(S.lock)
+  local v = f()
+  ffi.C.pthread_mutex_unlock(S.lock)
+  return v
+end
 
 function init(args)
   S = ffi.cast("struct walk_shared *", shared_addr)
@@ -72,6 +86,7 @@ function init(args)
     if #line > 0 then list[#list + 1] = line end
   end
   local repeats = tonumber(args[2] or "1")
+  conns = tonumber(args[3] or "1")
   for _ = 1, repeats do
     for _, u in ipairs(list) do reqs[#reqs + 1] = wrk.format("GET", u) end
   end
@@ -83,13 +98,20 @@ function request()
     verify_pending = false
     return reqs[1]
   end
-  ffi.C.pthread_mutex_lock(S.lock)
-  local i = tonumber(S.next)
-  if i < total then
-    S.next = i + 1
-    if i == 0 then S.first_us = now_us() end
+  if not started then -- the start barrier (see the top)
+    started = true
+    locked(function() S.ready = S.ready + 1 end)
+    while locked(function() return tonumber(S.ready) end) < conns do ffi.C.usleep(1000) end
+    ffi.C.usleep(50000)
   end
-  ffi.C.pthread_mutex_unlock(S.lock)
+  local i = locked(function()
+    local n = tonumber(S.next)
+    if n < total then
+      S.next = n + 1
+      if n == 0 then S.first_us = now_us() end
+    end
+    return n
+  end)
   if i >= total then return "" end
   sent_at = now_us()
   return reqs[i + 1]
@@ -100,11 +122,12 @@ function response(status, headers, body)
   lats[#lats + 1] = t - sent_at
   local k = tostring(status)
   codes[k] = (codes[k] or 0) + 1
-  ffi.C.pthread_mutex_lock(S.lock)
-  S.done = S.done + 1
-  local last = tonumber(S.done) == total
-  if last then S.walk_us = t - S.first_us end
-  ffi.C.pthread_mutex_unlock(S.lock)
+  local last = locked(function()
+    S.done = S.done + 1
+    if tonumber(S.done) ~= total then return false end
+    S.walk_us = t - S.first_us
+    return true
+  end)
   if last then
     local pid = ffi.C.getpid()
     ffi.C.tgkill(pid, pid, 2) -- SIGINT to wrk's main thread: end the run now
