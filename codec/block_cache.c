@@ -527,8 +527,11 @@ static int stitch(struct block_cache *c, uint64_t source_key, const char *path,
     uint64_t lw = codec_src_ceil_shift(info->width, r), lh = codec_src_ceil_shift(info->height, r);
     uint64_t x0 = codec_src_ceil_shift(req->x, r), x1 = codec_src_ceil_shift(req->x + req->w, r);
     uint64_t y0 = codec_src_ceil_shift(req->y, r), y1 = codec_src_ceil_shift(req->y + req->h, r);
-    if (x1 <= x0 || y1 <= y0 || x1 > lw || y1 > lh ||
-        (x1 - x0) * (y1 - y0) * (uint64_t)ch > c->max_bytes / 2) {
+    uint64_t bytes = (x1 - x0) * (y1 - y0) * (uint64_t)ch;
+    /* Too big for the cache, or for the request's memory cap: the direct decode answers (and
+     * says 413 when the cap is what stops it). */
+    if (x1 <= x0 || y1 <= y0 || x1 > lw || y1 > lh || bytes > c->max_bytes / 2 ||
+        (req->max_bytes && bytes > req->max_bytes)) {
         c->stats.bypassed++;
         return 1;
     }
