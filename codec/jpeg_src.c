@@ -328,8 +328,9 @@ static unsigned char mul255(unsigned a, unsigned b)
 
 /* ---- decoding ----------------------------------------------------------------------------
  * libjpeg reports a fatal error through error_exit, which must not return: it jumps back to
- * decode_rows(), whose frame holds nothing that changes after setjmp() (every buffer is the
- * caller's), so nothing there has to be volatile. */
+ * decode_rows(). Every buffer there is the caller's, and the decompressor and its error manager
+ * are only changed through pointers handed to libjpeg (so they live in memory, as in libjpeg's
+ * example.c); no other local changes after setjmp(), so none has to be volatile. */
 #define JPEG_MAX_SCANS 500 /* more is a known denial of service (libjpeg-turbo's LIMITSCANS) */
 
 struct jerr {
@@ -508,6 +509,10 @@ int codec_jpeg_decode(const char *path, const struct codec_info *info,
     bool upright = !t.transpose && !t.flip_x && !t.flip_y;
     bool direct = upright && ps == info->channels; /* rows land in the result as they are */
     uint64_t region_bytes = (uint64_t)cw * ch * (uint64_t)ps;
+    if (region_bytes > CODEC_SRC_MAX_DECODE_BYTES) {
+        verr_set(err, 413, "decoded JPEG region of %ux%u is too large", cw, ch);
+        goto fail;
+    }
     /* A progressive file is decoded from a buffer of all its DCT coefficients (2 bytes each,
      * every component at full size: an upper bound with subsampling), whatever the scale. */
     uint64_t coef_bytes =

@@ -840,6 +840,42 @@ static void test_jpeg(void)
     test_jpeg_partial(j444, "rgb444.jpg");
     test_jpeg_partial(gjpg, "grey.jpg");
 
+    /* A header claiming 50000 x 50000 grey pixels: with no pixel cap, decoding all of it would
+     * need a 2.5 GB region, past one decoded buffer's limit: 413 before anything is allocated. */
+    {
+        char big[1200];
+        FILE *in = fopen(gjpg, "rb"), *outf = fopen(tmp_path(big, sizeof big, "big.jpg"), "wb");
+        unsigned char buf[1 << 16];
+        size_t n = in ? fread(buf, 1, sizeof buf, in) : 0, sof = 0;
+        for (size_t i = 2; i + 9 < n && !sof; i++)
+            if (buf[i] == 0xff && buf[i + 1] == 0xc0)
+                sof = i;
+        if (sof) { /* SOF0: FF C0, length (2), precision, height (2), width (2) */
+            buf[sof + 5] = buf[sof + 7] = 50000 >> 8;
+            buf[sof + 6] = buf[sof + 8] = 50000 & 0xff;
+        }
+        if (outf)
+            fwrite(buf, 1, n, outf);
+        if (in)
+            fclose(in);
+        if (outf)
+            fclose(outf);
+        struct codec_info bi;
+        struct verr err = {0, ""};
+        if (sof && n < sizeof buf && codec_probe(big, 0, &bi, &err) == 0) {
+            struct codec_decode_req req = {.w = 50000, .h = 50000, .want_w = 50000,
+                                           .want_h = 50000, .threads = 1};
+            struct codec_image *img = NULL;
+            CHECK_MSG(codec_decode(big, &bi, &req, &img, &err) < 0 && err.status == 413,
+                      "a 50000x50000 JPEG region: %d %s", err.status, err.msg);
+            codec_image_free(img);
+            codec_info_clear(&bi);
+        } else {
+            CHECK_MSG(0, "cannot make a JPEG claiming 50000x50000 (sof at %zu): %s", sof,
+                      err.msg);
+        }
+    }
+
     /* A progressive JPEG is decoded from a buffer of all its coefficients, whatever the region:
      * the memory estimate counts it (613 x 419 x 3 x 2 bytes), a baseline one's does not. */
     {
