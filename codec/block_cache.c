@@ -238,8 +238,6 @@ static struct codec_image *crop(const unsigned char *px, uint32_t bw, int ch, ui
     return img;
 }
 
-/* Crop from the stored block <name>; 0 on success, 1 when absent or unusable, -1 (err set)
- * when out of memory. */
 /* What a request wants from one stored block: the block (file name, key check, size) and the
  * request's w x h pixels at (x, y) inside it. */
 struct want {
@@ -250,6 +248,8 @@ struct want {
     uint32_t x, y, w, h;
 };
 
+/* Crop wt's pixels from its stored block; 0 on success, 1 when absent or unusable, -1 (err set)
+ * when out of memory. */
 static int load(struct block_cache *c, const struct want *wt, struct codec_image **out,
                 struct verr *err)
 {
@@ -436,17 +436,16 @@ static void give_turn(struct block_cache *c, const char *lockname, int lk)
     }
 }
 
-/* JPEG and PNG have no random access to a region. A PNG region costs every row down to its
- * bottom, so a miss there decodes the whole image at the request's level once, as
- * codec_decode() does for any region of it, and stores every block of that level. A JPEG region
- * costs its rows (plus a cheaper entropy-only pass over the rows above: jpeg_src.c), so a miss
- * there decodes the band of the level that holds the request, one block high and the image's
- * width, and stores the blocks of that band: the first tile of a band waits for one band, not
- * for the whole image. Blocks are on the grid and under the names a JPEG 2000 block would have,
- * so the next tiles of the band or level, in any worker, are hits. One lock per band or level:
- * the workers that miss elsewhere in it meanwhile wait for that decode instead of repeating
- * it. Returns as block_cache_decode; the request (wt) is at (ax->p0, ay->p0) of the level. */
-static int whole_image(struct block_cache *c, uint64_t source_key, const char *path,
+/* A miss of a JPEG or PNG source (no random access to a region there) fills a band of the level:
+ * one decode, and every block of the band stored, so the next tiles of the band, in any worker,
+ * are hits. A JPEG region costs its own rows plus a cheaper entropy-only pass over the rows above
+ * (jpeg_src.c), so a JPEG band is one block high and the image's width: the first tile of a band
+ * waits for that band only. A PNG region costs every row down to its bottom, so a PNG band is
+ * the whole level, decoded once as codec_decode() would for any region of it. Blocks are on the
+ * grid and under the names a JPEG 2000 block would have. One lock per band: the workers that
+ * miss elsewhere in it meanwhile wait for that decode instead of repeating it. Returns as
+ * block_cache_decode; the request (wt) is at (ax->p0, ay->p0) of the level. */
+static int fill_band(struct block_cache *c, uint64_t source_key, const char *path,
                        const struct codec_info *info, const struct codec_decode_req *req, int r,
                        uint32_t sw, uint32_t sh, const struct axis *ax, const struct axis *ay,
                        const struct want *wt, struct codec_image **out,
@@ -515,7 +514,7 @@ static int whole_image(struct block_cache *c, uint64_t source_key, const char *p
 
 /* A request of a whole-image source that spans several blocks of its level (a PNG's coarse
  * scale factors: PNG has no reduced levels, so their regions are large at full size) is put
- * together from those blocks, each a hit or a miss that whole_image() decodes (storing its
+ * together from those blocks, each a hit or a miss that fill_band() decodes (storing its
  * neighbours too): the same pixels the direct decode gives, without decoding again. Hits are
  * counted per block. Returns as block_cache_decode. */
 static int stitch(struct block_cache *c, uint64_t source_key, const char *path,
@@ -560,7 +559,7 @@ static int stitch(struct block_cache *c, uint64_t source_key, const char *path,
             } else if (rc == 1) {
                 const struct axis ax = {.p0 = ox0, .index = bx}, ay = {.p0 = oy0, .index = by};
                 enum codec_block_use u = CODEC_BLOCK_NONE;
-                rc = whole_image(c, source_key, path, info, req, r, s, s, &ax, &ay, &wt, &piece,
+                rc = fill_band(c, source_key, path, info, req, r, s, s, &ax, &ay, &wt, &piece,
                                  &u, err);
                 decoded = decoded || u == CODEC_BLOCK_DECODED;
             }
@@ -642,7 +641,7 @@ int block_cache_decode(struct block_cache *c, uint64_t source_key, const char *p
         return rc;
     }
     if (whole)
-        return whole_image(c, source_key, path, info, req, r, sw, sh, &ax, &ay, &wt, out, use,
+        return fill_band(c, source_key, path, info, req, r, sw, sh, &ax, &ay, &wt, out, use,
                            err);
     int lk;
     rc = take_turn(c, lockname, &wt, &lk, out, use, err);

@@ -42,11 +42,13 @@ void block_cache_default_dir(char *out, size_t len);
 
 /* Decode req's region of the source at path through the cache. source_key names the file's
  * version (device, inode, size, mtime). A JPEG 2000 miss decodes the block around the region; a
- * JPEG or PNG miss (no decoding in part there) decodes the whole image at the region's level and
- * stores all of that level's blocks (EXIF-rotated JPEGs bypass the cache). Returns 0 with *out
- * set, -1 with err set, or 1 when the request does not fit in one block (or the block could not
- * be decoded): the caller then decodes the region itself. The pixels are exactly those
- * codec_decode() gives for the same region. *use says how (for Server-Timing). */
+ * JPEG miss decodes the band of the level around it (one block high, the image's width), a PNG
+ * miss the whole level, and stores all of their blocks; a JPEG or PNG region that spans several
+ * blocks is put together from them (EXIF-rotated JPEGs bypass the cache). Returns 0 with *out
+ * set, -1 with err set, or 1 when the cache cannot serve the request (a JPEG 2000 region larger
+ * than a block, a band too big for the cache, a decode that failed): the caller then decodes
+ * the region itself. The pixels are exactly those codec_decode() gives for the same region.
+ * *use says how (for Server-Timing). */
 int block_cache_decode(struct block_cache *c, uint64_t source_key, const char *path,
                        const struct codec_info *info, const struct codec_decode_req *req,
                        struct codec_image **out, enum codec_block_use *use, struct verr *err);
