@@ -2,6 +2,7 @@
  * served, OPTIONS answers CORS preflight, every other method is a 405 with Allow. */
 #include "app.h"
 
+#include <errno.h>
 #include <stdbool.h>
 #include <string.h>
 #include <time.h>
@@ -67,7 +68,7 @@ void app_after_response(struct app *app)
     if (app->debug_after_ms > 0) {
         struct timespec ts = {app->debug_after_ms / 1000, (app->debug_after_ms % 1000) * 1000000L};
         app->debug_after_ms = 0;
-        while (nanosleep(&ts, &ts) != 0)
+        while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
             ;
     }
 }
