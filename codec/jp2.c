@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <openjpeg.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -481,6 +482,8 @@ int codec_jp2_probe(const char *path, enum codec_format format, struct codec_inf
     if ((uint64_t)cs->tw * cs->th > 1) {
         info->tile_w = cs->tdx;
         info->tile_h = cs->tdy;
+        info->tile_x0 = cs->tx0;
+        info->tile_y0 = cs->ty0;
     }
     info->orientation = 1;
 
@@ -894,12 +897,159 @@ fail:
     return rc;
 }
 
+/* ---- a region over several tiles, decoded in parts on threads of our own ------------------
+ * OpenJPEG decodes the tiles of a region one after another and spreads only the work inside a
+ * tile over its threads: little for the small tiles of a reduced level, where its serial parts
+ * (packet headers, tile set-up) dominate. A thumbnail of a tiled 5000x7300 scan is 40 such
+ * tiles. JPEG 2000 tiles are coded independently, so a region cut at tile borders decodes to
+ * the same pixels in parts; each part gets a codec, a stream and a thread of its own. */
+
+#define MAX_PARTS 16
+
+static uint64_t split_count;
+
+uint64_t codec_jp2_split_count(void)
+{
+    return __atomic_load_n(&split_count, __ATOMIC_RELAXED);
+}
+
+struct part {
+    const char *path;
+    const struct codec_info *info;
+    struct codec_decode_req req;
+    int r;
+    struct codec_image *img;
+    struct verr err;
+    int rc;
+};
+
+static void *part_run(void *arg)
+{
+    struct part *p = arg;
+    int r_used;
+    p->rc = decode_at(p->path, p->info, &p->req, p->r, false, &r_used, &p->img, &p->err);
+    return NULL;
+}
+
+/* A cap for a part that holds frac of the region: the part passes exactly when the whole
+ * would (up to rounding; a part refused by rounding only sends the caller to the whole decode). */
+static uint64_t part_cap(uint64_t cap, double frac)
+{
+    return cap ? (uint64_t)((double)cap * frac) + 1 : 0;
+}
+
+/* 0 with *out, or 1: not a multi-tile region, no threads to spare, or a part failed (then the
+ * caller decodes the region in one piece, which also reports any error). */
+static int decode_split(const char *path, const struct codec_info *info,
+                        const struct codec_decode_req *req, struct codec_image **out)
+{
+    if (info->tile_w == 0 || info->tile_h == 0 || req->threads < 2 || req->w == 0 || req->h == 0)
+        return 1;
+    uint64_t ax = (uint64_t)info->origin_x + req->x, ay = (uint64_t)info->origin_y + req->y;
+    if (ax < info->tile_x0 || ay < info->tile_y0)
+        return 1;
+    uint64_t c0 = (ax - info->tile_x0) / info->tile_w;
+    uint64_t c1 = (ax + req->w - 1 - info->tile_x0) / info->tile_w;
+    uint64_t r0 = (ay - info->tile_y0) / info->tile_h;
+    uint64_t r1 = (ay + req->h - 1 - info->tile_y0) / info->tile_h;
+    /* Cut across the longer run of tiles: columns side by side, or rows one above another. */
+    bool cols = c1 - c0 >= r1 - r0;
+    uint64_t n = cols ? c1 - c0 + 1 : r1 - r0 + 1, first = cols ? c0 : r0;
+    uint64_t tile = cols ? info->tile_w : info->tile_h, grid0 = cols ? info->tile_x0 : info->tile_y0;
+    uint64_t lo = cols ? ax : ay, hi = lo + (cols ? req->w : req->h);
+    int parts = req->threads < MAX_PARTS ? req->threads : MAX_PARTS;
+    if ((uint64_t)parts > n)
+        parts = (int)n;
+    if (parts < 2)
+        return 1;
+    int r = codec_src_pick_reduction(ax, ay, req->w, req->h, req->want_w, req->want_h,
+                                     info->levels);
+    uint64_t out_w = codec_src_extent(ax, req->w, r), out_h = codec_src_extent(ay, req->h, r);
+    uint64_t along = cols ? out_w : out_h;
+    /* Cuts at tile borders, none making an empty part (at level r, a few grid columns at a
+     * region's edge may reduce to no pixel). */
+    uint64_t cut[MAX_PARTS + 1];
+    int m = 0;
+    cut[0] = lo;
+    for (int k = 1; k <= parts; k++) {
+        uint64_t b = k == parts ? hi : grid0 + (first + (uint64_t)k * n / (uint64_t)parts) * tile;
+        if (codec_src_extent(cut[m], b - cut[m], r) == 0)
+            continue;
+        cut[++m] = b;
+    }
+    cut[m] = hi; /* an empty last piece joins the part before it */
+    parts = m;
+    if (parts < 2)
+        return 1;
+    struct part p[MAX_PARTS];
+    pthread_t tid[MAX_PARTS];
+    bool started[MAX_PARTS] = {false};
+    for (int k = 0; k < parts; k++) {
+        uint64_t a = cut[k], b = cut[k + 1];
+        p[k] = (struct part){.path = path, .info = info, .req = *req, .r = r, .rc = -1};
+        p[k].req.threads = 1;
+        if (cols) {
+            p[k].req.x = (uint32_t)(a - info->origin_x);
+            p[k].req.w = (uint32_t)(b - a);
+        } else {
+            p[k].req.y = (uint32_t)(a - info->origin_y);
+            p[k].req.h = (uint32_t)(b - a);
+        }
+        double frac = (double)codec_src_extent(a, b - a, r) / (double)(along ? along : 1);
+        p[k].req.max_pixels = part_cap(req->max_pixels, frac);
+        p[k].req.max_bytes = part_cap(req->max_bytes, frac);
+    }
+    /* The calling thread decodes the first part; a part whose thread cannot start runs here. */
+    for (int k = 1; k < parts; k++)
+        started[k] = pthread_create(&tid[k], NULL, part_run, &p[k]) == 0;
+    part_run(&p[0]);
+    for (int k = 1; k < parts; k++) {
+        if (started[k])
+            (void)pthread_join(tid[k], NULL);
+        else
+            part_run(&p[k]);
+    }
+    struct codec_image *img = NULL;
+    bool ok = true;
+    uint64_t sum = 0;
+    for (int k = 0; k < parts && ok; k++) {
+        ok = p[k].rc == 0 && p[k].img && p[k].img->channels == info->channels &&
+             (cols ? p[k].img->h == out_h : p[k].img->w == out_w);
+        if (ok)
+            sum += cols ? p[k].img->w : p[k].img->h;
+    }
+    if (ok && sum == along)
+        img = codec_image_new((uint32_t)out_w, (uint32_t)out_h, info->channels);
+    if (img) {
+        size_t ch = (size_t)info->channels, stride = (size_t)out_w * ch;
+        uint64_t at = 0;
+        for (int k = 0; k < parts; k++) {
+            const struct codec_image *q = p[k].img;
+            size_t row = (size_t)q->w * ch;
+            for (uint32_t j = 0; j < q->h; j++) {
+                unsigned char *dst = cols ? img->px + (size_t)j * stride + (size_t)at * ch
+                                          : img->px + ((size_t)at + j) * stride;
+                memcpy(dst, q->px + (size_t)j * row, row);
+            }
+            at += cols ? q->w : q->h;
+        }
+    }
+    for (int k = 0; k < parts; k++)
+        codec_image_free(p[k].img);
+    if (img)
+        (void)__atomic_add_fetch(&split_count, 1, __ATOMIC_RELAXED);
+    *out = img;
+    return img ? 0 : 1;
+}
+
 int codec_jp2_decode(const char *path, const struct codec_info *info,
                      const struct codec_decode_req *req, struct codec_image **out, struct verr *err)
 {
     struct verr first = {0, ""}, retry = {0, ""};
     int r = 0, r_retry, rc;
 
+    if (decode_split(path, info, req, out) == 0)
+        return 0;
     rc = decode_at(path, info, req, -1, false, &r, out, &first);
     if (rc == 0)
         return 0;

@@ -50,6 +50,9 @@ int codec_jp2_probe(const char *path, enum codec_format format, struct codec_inf
 int codec_jp2_decode(const char *path, const struct codec_info *info,
                      const struct codec_decode_req *req, struct codec_image **out,
                      struct verr *err);
+/* How many regions codec_jp2_decode() has decoded in parts on several threads (a multi-tile
+ * region given threads > 1), in this process: lets tests see that it happened. */
+uint64_t codec_jp2_split_count(void);
 int codec_jpeg_probe(const char *path, struct codec_info *info, struct verr *err);
 int codec_jpeg_decode(const char *path, const struct codec_info *info,
                       const struct codec_decode_req *req, struct codec_image **out,

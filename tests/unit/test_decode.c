@@ -24,6 +24,7 @@
 
 #include "check.h"
 #include "codec.h"
+#include "source_internal.h"
 
 /* djpeg and our decoder run the same libjpeg-turbo code (islow IDCT, fancy upsampling): they
  * should agree exactly; 2 leaves room for a SIMD path that differs from djpeg's build. */
@@ -309,6 +310,8 @@ static void test_j2k_case(const struct j2k_case *tc, const struct pix *orig)
         CHECK(info.tile_w == 256 && info.tile_h == 256);
     else if (!strstr(tc->opts, "-t "))
         CHECK(info.tile_w == 0 && info.tile_h == 0);
+    if (strstr(tc->opts, "-T 11,7"))
+        CHECK(info.tile_x0 == 11 && info.tile_y0 == 7);
 
     for (size_t k = 0; k < sizeof regions / sizeof regions[0]; k++) {
         const struct region *rg = &regions[k];
@@ -339,6 +342,25 @@ static void test_j2k_case(const struct j2k_case *tc, const struct pix *orig)
         d = diff_img_pix(img, &refpix, 0, 0);
         CHECK_MSG(d == 0, "%s region %zu r=%d: differs from opj_decompress by %d", tc->file, k, r,
                   d);
+        /* With threads to spare, a region over several tiles decodes in parts, one thread
+         * each, cut at tile borders: the same pixels as opj_decompress still. */
+        if (info.tile_w) {
+            uint64_t splits = codec_jp2_split_count();
+            struct codec_image *par =
+                decode(dst, &info, rg->x, rg->y, rg->w, rg->h, rg->want_w, rg->want_h, 3, &err);
+            bool multi = (ax - info.tile_x0) / info.tile_w !=
+                             (ax + rg->w - 1 - info.tile_x0) / info.tile_w ||
+                         (ay - info.tile_y0) / info.tile_h !=
+                             (ay + rg->h - 1 - info.tile_y0) / info.tile_h;
+            CHECK_MSG(par && par->w == img->w && par->h == img->h &&
+                          diff_img_pix(par, &refpix, 0, 0) == 0,
+                      "%s region %zu r=%d: decoded in parts, differs from opj_decompress",
+                      tc->file, k, r);
+            CHECK_MSG(codec_jp2_split_count() == splits + (multi ? 1 : 0),
+                      "%s region %zu: %s tiles, decoded in %s", tc->file, k,
+                      multi ? "several" : "one", multi ? "one piece" : "parts");
+            codec_image_free(par);
+        }
         if (tc->lossless && r == 0) {
             d = diff_img_pix(img, orig, (int)rg->x, (int)rg->y);
             CHECK_MSG(d == 0, "%s region %zu: lossless decode differs from the original by %d",
@@ -441,6 +463,9 @@ static void test_j2k(void)
         {"rgb_tiled.j2k", "rgb8.ppm", "-t 256,256 -n 5", true, 0, 0},
         {"grey_lossless.jp2", "grey8.pgm", "-n 6", true, 0, 0},
         {"grey_tiled_offset.j2k", "grey8.pgm", "-t 128,128 -n 4 -d 37,23", true, 37, 23},
+        /* the tile grid starts elsewhere than the image (XTOsiz, YTOsiz) */
+        {"rgb_lossy_tile_origin.j2k", "rgb8.ppm", "-I -r 20 -t 128,96 -n 3 -d 37,23 -T 11,7",
+         false, 37, 23},
         {"rgb_lossy_rpcl.jp2", "rgb8.ppm", "-I -r 20 -n 6 -p RPCL", false, 0, 0},
         {"grey16_lossy.j2k", "grey16.pgm", "-I -r 10 -n 5", false, 0, 0},
         {"grey16_lossless_offset.jp2", "grey16.pgm", "-n 3 -d 5,3", true, 5, 3},
