@@ -943,15 +943,11 @@ static uint64_t part_cap(uint64_t cap, double frac)
 static int decode_split(const char *path, const struct codec_info *info,
                         const struct codec_decode_req *req, struct codec_image **out)
 {
-    if (info->tile_w == 0 || info->tile_h == 0 || req->threads < 2 || req->w == 0 || req->h == 0)
+    uint64_t t[4];
+    if (req->threads < 2 || !codec_src_tile_span(info, req->x, req->y, req->w, req->h, t))
         return 1;
     uint64_t ax = (uint64_t)info->origin_x + req->x, ay = (uint64_t)info->origin_y + req->y;
-    if (ax < info->tile_x0 || ay < info->tile_y0)
-        return 1;
-    uint64_t c0 = (ax - info->tile_x0) / info->tile_w;
-    uint64_t c1 = (ax + req->w - 1 - info->tile_x0) / info->tile_w;
-    uint64_t r0 = (ay - info->tile_y0) / info->tile_h;
-    uint64_t r1 = (ay + req->h - 1 - info->tile_y0) / info->tile_h;
+    uint64_t c0 = t[0], c1 = t[1], r0 = t[2], r1 = t[3];
     /* Cut across the longer run of tiles: columns side by side, or rows one above another. */
     bool cols = c1 - c0 >= r1 - r0;
     uint64_t n = cols ? c1 - c0 + 1 : r1 - r0 + 1, first = cols ? c0 : r0;

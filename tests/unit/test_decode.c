@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "block_cache.h"
 #include "codec.h"
 #include "source_internal.h"
 
@@ -348,10 +349,9 @@ static void test_j2k_case(const struct j2k_case *tc, const struct pix *orig)
             uint64_t splits = codec_jp2_split_count();
             struct codec_image *par =
                 decode(dst, &info, rg->x, rg->y, rg->w, rg->h, rg->want_w, rg->want_h, 3, &err);
-            bool multi = (ax - info.tile_x0) / info.tile_w !=
-                             (ax + rg->w - 1 - info.tile_x0) / info.tile_w ||
-                         (ay - info.tile_y0) / info.tile_h !=
-                             (ay + rg->h - 1 - info.tile_y0) / info.tile_h;
+            uint64_t tx0 = info.tile_x0, ty0 = info.tile_y0;
+            bool multi = (ax - tx0) / info.tile_w != (ax + rg->w - 1 - tx0) / info.tile_w ||
+                         (ay - ty0) / info.tile_h != (ay + rg->h - 1 - ty0) / info.tile_h;
             CHECK_MSG(par && par->w == img->w && par->h == img->h &&
                           diff_img_pix(par, &refpix, 0, 0) == 0,
                       "%s region %zu r=%d: decoded in parts, differs from opj_decompress",
@@ -456,6 +456,46 @@ static void test_j2k_subsampled(void)
     codec_info_clear(&info);
 }
 
+/* A server's request that no block holds (codec_render with a block cache, hence CPU tokens)
+ * takes the free cores for a region over several tiles, so it decodes in parts; `vellum
+ * render` (no block cache) keeps decode_threads, one by default. */
+static void test_j2k_render_parts(void)
+{
+    char path[1200], dir[1200];
+    struct codec_info info;
+    struct verr err = {0, ""};
+    tmp_path(path, sizeof path, "rgb_tiled.j2k"); /* 613x419 in 256x256 tiles */
+    tmp_path(dir, sizeof dir, "blocks-render");
+    if (codec_probe(path, PROBE_MAX_PIXELS, &info, &err) < 0) {
+        CHECK_MSG(0, "probe rgb_tiled.j2k: %s", err.msg);
+        return;
+    }
+    /* 64-pixel blocks: the whole image at full size is a bypass */
+    struct block_cache *bc = block_cache_open(dir, 64 << 20, 64, &err);
+    CHECK_MSG(bc, "block cache: %s", err.msg);
+    const struct iiif_plan plan = {.w = info.width, .h = info.height, .out_w = info.width,
+                                   .out_h = info.height, .quality = IIIF_QUALITY_DEFAULT,
+                                   .format = IIIF_FORMAT_PNG};
+    for (int with_cache = 0; bc && with_cache <= 1; with_cache++) {
+        const struct codec_render_opts opts = {.jpeg_quality = 85, .threads = 1,
+                                               .blocks = with_cache ? bc : NULL};
+        unsigned char *out = NULL;
+        size_t len = 0;
+        uint64_t before = codec_jp2_split_count();
+        CHECK_MSG(codec_render(path, &info, &plan, &opts, &out, &len, &err) == 0 && len > 0,
+                  "render: %s", err.msg);
+        /* one core: a single token, no parts to run side by side */
+        uint64_t want = with_cache && sysconf(_SC_NPROCESSORS_ONLN) > 1 ? 1 : 0;
+        CHECK_MSG(codec_jp2_split_count() - before == want,
+                  "render %s the block cache: %llu split decodes, expected %llu",
+                  with_cache ? "with" : "without",
+                  (unsigned long long)(codec_jp2_split_count() - before), (unsigned long long)want);
+        free(out);
+    }
+    block_cache_close(bc);
+    codec_info_clear(&info);
+}
+
 static void test_j2k(void)
 {
     const struct j2k_case cases[] = {
@@ -490,6 +530,7 @@ static void test_j2k(void)
                                  : !strcmp(cases[i].src, "grey8.pgm") ? &grey
                                                                       : &grey16);
     test_j2k_subsampled();
+    test_j2k_render_parts();
 
     /* A codestream cut in half: an error or an image, never a crash. */
     {
