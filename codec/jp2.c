@@ -977,7 +977,11 @@ static int decode_split(const char *path, const struct codec_info *info,
     parts = m;
     if (parts < 2)
         return 1;
-    struct part p[MAX_PARTS];
+    /* On the heap: a guarded call abandoned at its deadline jumps out of this frame while the
+     * parts' threads still write their results (the worker then exits; this leaks). */
+    struct part *p = calloc((size_t)parts, sizeof *p);
+    if (!p)
+        return 1;
     pthread_t tid[MAX_PARTS];
     bool started[MAX_PARTS] = {false};
     for (int k = 0; k < parts; k++) {
@@ -1032,6 +1036,7 @@ static int decode_split(const char *path, const struct codec_info *info,
     }
     for (int k = 0; k < parts; k++)
         codec_image_free(p[k].img);
+    free(p);
     if (img)
         (void)__atomic_add_fetch(&split_count, 1, __ATOMIC_RELAXED);
     *out = img;
