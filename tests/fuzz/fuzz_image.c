@@ -4,7 +4,9 @@
  * The codec reads by path, so the input goes into a memfd named /proc/self/fd/N. Sizes are
  * capped (probe 64 Mpx, decode 16 Mpx) so that a header declaring a huge image is refused
  * rather than run out of memory; the decodes are the whole image at about 1/16 (a reduced
- * level, as for a thumbnail) and a 64 x 64 region at full resolution, as for a tile. */
+ * level, as for a thumbnail) and a 64 x 64 region at full resolution, as for a tile. A tiled
+ * JPEG 2000's thumbnail is decoded with one thread and with three (in parts, jp2.c), and the
+ * two must agree wherever both succeed. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -79,12 +81,14 @@ static void fail(const char *what, const struct codec_info *info, const struct c
     abort();
 }
 
-static void decode(const struct codec_info *info, uint32_t x, uint32_t y, uint32_t w, uint32_t h,
-                   uint32_t want_w, uint32_t want_h)
+/* Decode and check the result's shape; the image when the caller wants it (keep), else freed. */
+static struct codec_image *decode_with(const struct codec_info *info, uint32_t x, uint32_t y,
+                                       uint32_t w, uint32_t h, uint32_t want_w, uint32_t want_h,
+                                       int threads, int keep)
 {
     struct codec_decode_req req = {.x = x, .y = y, .w = w, .h = h, .want_w = want_w,
                                    .want_h = want_h, .max_pixels = DECODE_MAX_PIXELS,
-                                   .threads = 1};
+                                   .threads = threads};
     struct codec_image *img = NULL;
     struct verr err = {0, ""};
 
@@ -93,7 +97,7 @@ static void decode(const struct codec_info *info, uint32_t x, uint32_t y, uint32
             fail("decode failed but returned an image", info, &req, img);
         if (err.status < 400 || err.status > 599)
             fail("decode error without a 4xx/5xx status", info, &req, NULL);
-        return;
+        return NULL;
     }
     /* codec.h: the region at the coarsest reduction still >= want, never above the region. */
     if (!img || !img->px || img->channels != info->channels || img->w < want_w || img->h < want_h ||
@@ -104,8 +108,36 @@ static void decode(const struct codec_info *info, uint32_t x, uint32_t y, uint32
     for (size_t i = 0, n = (size_t)img->w * img->h * (size_t)img->channels; i < n; i++)
         sum += img->px[i];
     (void)sum;
+    if (keep)
+        return img;
     codec_image_free(img);
+    return NULL;
 }
+
+static void decode(const struct codec_info *info, uint32_t x, uint32_t y, uint32_t w, uint32_t h,
+                   uint32_t want_w, uint32_t want_h)
+{
+    (void)decode_with(info, x, y, w, h, want_w, want_h, 1, 0);
+}
+
+#if defined(FUZZ_FORMAT_JP2)
+/* A tiled source's region over several tiles decodes in parts on threads of their own when
+ * given threads (jp2.c): where both ways succeed, the pixels must be the same. */
+static void decode_parts(const struct codec_info *info, uint32_t w, uint32_t h, uint32_t want_w,
+                         uint32_t want_h)
+{
+    struct codec_image *one = decode_with(info, 0, 0, w, h, want_w, want_h, 1, 1);
+    struct codec_image *parts = decode_with(info, 0, 0, w, h, want_w, want_h, 3, 1);
+    if (one && parts &&
+        (one->w != parts->w || one->h != parts->h ||
+         memcmp(one->px, parts->px, (size_t)one->w * one->h * (size_t)one->channels) != 0)) {
+        const struct codec_decode_req req = {.w = w, .h = h, .want_w = want_w, .want_h = want_h};
+        fail("decoded in parts, unlike in one piece", info, &req, parts);
+    }
+    codec_image_free(one);
+    codec_image_free(parts);
+}
+#endif
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -132,7 +164,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
 
     uint32_t w = info.width, h = info.height;
-    decode(&info, 0, 0, w, h, (w + 15) / 16, (h + 15) / 16);
+#if defined(FUZZ_FORMAT_JP2)
+    if (info.tile_w)
+        decode_parts(&info, w, h, (w + 15) / 16, (h + 15) / 16);
+    else
+#endif
+        decode(&info, 0, 0, w, h, (w + 15) / 16, (h + 15) / 16);
     uint32_t x = w / 3, y = h / 3;
     uint32_t rw = w - x < 64 ? w - x : 64, rh = h - y < 64 ? h - y : 64;
     decode(&info, x, y, rw, rh, rw, rh);
