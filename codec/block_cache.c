@@ -195,11 +195,11 @@ static void block_shape(const struct block_cache *c, const struct codec_info *in
         *h /= 2;
 }
 
-static int block_axis(uint64_t o, uint64_t size, uint32_t x, uint32_t w, int r, uint32_t block,
-                      struct axis *a)
+static int block_axis(uint64_t o, uint64_t size, uint64_t p0, uint64_t p1, int r,
+                      uint32_t block, struct axis *a)
 {
-    a->p0 = codec_src_ceil_shift(o + x, r);
-    a->p1 = codec_src_ceil_shift(o + x + w, r);
+    a->p0 = p0;
+    a->p1 = p1;
     a->index = a->p0 / block;
     uint64_t start = a->index * block, end = start + block;
     if (a->p1 > end || a->p1 <= a->p0)
@@ -441,7 +441,8 @@ static void give_turn(struct block_cache *c, const char *lockname, int lk)
  * are hits. A JPEG region costs its own rows plus a cheaper entropy-only pass over the rows above
  * (jpeg_src.c), so a JPEG band is one block high and the image's width: the first tile of a band
  * waits for that band only. A PNG region costs every row down to its bottom, so a PNG band is
- * the whole level, decoded once as codec_decode() would for any region of it. Blocks are on the
+ * the whole level, decoded once as codec_decode() would for any region of it; so is an
+ * EXIF-oriented JPEG's, whose displayed rows may be stored columns. Blocks are on the
  * grid and under the names a JPEG 2000 block would have. One lock per band: the workers that
  * miss elsewhere in it meanwhile wait for that decode instead of repeating it. Returns as
  * block_cache_decode; the request (wt) is at (ax->p0, ay->p0) of the level. */
@@ -455,7 +456,7 @@ static int fill_band(struct block_cache *c, uint64_t source_key, const char *pat
     uint32_t lw = (uint32_t)codec_src_ceil_shift(info->width, r);
     uint32_t lh = (uint32_t)codec_src_ceil_shift(info->height, r);
     /* What one decode covers: rows [u0, u1) of the level, as the image region [y, y + h). */
-    bool band = info->format == CODEC_FORMAT_JPEG;
+    bool band = info->format == CODEC_FORMAT_JPEG && info->orientation <= 1;
     uint32_t u0 = band ? (uint32_t)ay->index * sh : 0;
     uint32_t u1 = band && lh - u0 > sh ? u0 + sh : lh;
     uint64_t y = (uint64_t)u0 << r;
@@ -519,13 +520,13 @@ static int fill_band(struct block_cache *c, uint64_t source_key, const char *pat
  * counted per block. Returns as block_cache_decode. */
 static int stitch(struct block_cache *c, uint64_t source_key, const char *path,
                   const struct codec_info *info, const struct codec_decode_req *req, int r,
-                  struct codec_image **out, enum codec_block_use *use, struct verr *err)
+                  const uint64_t rect[4], struct codec_image **out, enum codec_block_use *use,
+                  struct verr *err)
 {
     uint32_t s = c->block;
     int ch = info->channels;
     uint64_t lw = codec_src_ceil_shift(info->width, r), lh = codec_src_ceil_shift(info->height, r);
-    uint64_t x0 = codec_src_ceil_shift(req->x, r), x1 = codec_src_ceil_shift(req->x + req->w, r);
-    uint64_t y0 = codec_src_ceil_shift(req->y, r), y1 = codec_src_ceil_shift(req->y + req->h, r);
+    uint64_t x0 = rect[0], y0 = rect[1], x1 = rect[2], y1 = rect[3];
     uint64_t bytes = (x1 - x0) * (y1 - y0) * (uint64_t)ch;
     /* Too big for the cache, or for the request's memory cap: the direct decode answers (and
      * says 413 when the cap is what stops it). */
@@ -586,15 +587,28 @@ int block_cache_decode(struct block_cache *c, uint64_t source_key, const char *p
     *out = NULL;
     *use = CODEC_BLOCK_NONE;
     bool jp2 = info->format == CODEC_FORMAT_JP2 || info->format == CODEC_FORMAT_J2K;
-    /* Whole-image sources (below), in their stored orientation only: an EXIF-rotated JPEG's
-     * displayed grid does not round as the stored one does. */
+    /* Whole-image sources (below) */
     bool whole = (info->format == CODEC_FORMAT_JPEG || info->format == CODEC_FORMAT_PNG) &&
-                 info->orientation <= 1 && info->origin_x == 0 && info->origin_y == 0;
+                 info->origin_x == 0 && info->origin_y == 0;
     if (!c || (!jp2 && !whole))
         return 1;
-    int r = codec_src_pick_reduction((uint64_t)info->origin_x + req->x,
-                                     (uint64_t)info->origin_y + req->y, req->w, req->h,
-                                     req->want_w, req->want_h, info->levels);
+    /* The level the decoder picks, and the request's pixels there: [rect[0], rect[2]) x
+     * [rect[1], rect[3]). An EXIF-oriented JPEG's decoder rounds in stored coordinates, which a
+     * mirror turns around (jpeg_src.c says where its pixels lie); everything else reduces the
+     * region's edges on the reference grid. */
+    uint64_t rect[4];
+    int r;
+    if (info->format == CODEC_FORMAT_JPEG && info->orientation > 1) {
+        r = codec_jpeg_level_rect(info, req, rect);
+    } else {
+        uint64_t x = (uint64_t)info->origin_x + req->x, y = (uint64_t)info->origin_y + req->y;
+        r = codec_src_pick_reduction(x, y, req->w, req->h, req->want_w, req->want_h,
+                                     info->levels);
+        rect[0] = codec_src_ceil_shift(x, r);
+        rect[1] = codec_src_ceil_shift(y, r);
+        rect[2] = codec_src_ceil_shift(x + req->w, r);
+        rect[3] = codec_src_ceil_shift(y + req->h, r);
+    }
     struct axis ax, ay;
     uint32_t sw, sh;
     block_shape(c, info, r, &sw, &sh);
@@ -602,11 +616,11 @@ int block_cache_decode(struct block_cache *c, uint64_t source_key, const char *p
         sw = sh = c->block;
     /* A request bigger than the level's block (a viewer using large tiles) gets the smallest
      * larger block that holds it, up to block_size. */
-    while (block_axis(info->origin_x, info->width, req->x, req->w, r, sw, &ax) < 0 ||
-           block_axis(info->origin_y, info->height, req->y, req->h, r, sh, &ay) < 0) {
+    while (block_axis(info->origin_x, info->width, rect[0], rect[2], r, sw, &ax) < 0 ||
+           block_axis(info->origin_y, info->height, rect[1], rect[3], r, sh, &ay) < 0) {
         if (sw >= c->block && sh >= c->block) {
             if (whole)
-                return stitch(c, source_key, path, info, req, r, out, use, err);
+                return stitch(c, source_key, path, info, req, r, rect, out, use, err);
             c->stats.bypassed++;
             return 1;
         }
@@ -615,8 +629,9 @@ int block_cache_decode(struct block_cache *c, uint64_t source_key, const char *p
     }
     uint32_t bw = (uint32_t)(ax.hi - ax.lo), bh = (uint32_t)(ay.hi - ay.lo);
     /* The decoder must pick the same level for the block as for the request, or the pixels
-     * would differ (only for blocks a pixel or two wide, where halving again changes nothing). */
-    if (codec_src_pick_reduction((uint64_t)info->origin_x + ax.full0,
+     * would differ (only for blocks a pixel or two wide, where halving again changes nothing).
+     * A whole-image source's fill checks its own decode (fill_band). */
+    if (!whole && codec_src_pick_reduction((uint64_t)info->origin_x + ax.full0,
                                  (uint64_t)info->origin_y + ay.full0, ax.len, ay.len, bw, bh,
                                  info->levels) != r) {
         c->stats.bypassed++;

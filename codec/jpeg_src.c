@@ -321,6 +321,55 @@ static void stored_to_displayed(struct orient t, uint32_t cw, uint32_t ch, uint3
     *dy = t.flip_y ? th - 1 - ty : ty;
 }
 
+/* Where a displayed region comes from: its rectangle in the stored image (sr), the DCT scale
+ * 1/2^r, and its crop of the scaled stored image (cx, cy, cw x ch, in full_w x full_h). */
+struct jpeg_plan {
+    struct orient t;
+    uint32_t sr[4];
+    int r;
+    uint32_t cx, cy, cw, ch;
+    uint64_t full_w, full_h;
+};
+
+/* The region in stored coordinates, with the wanted size turned back, and the scale chosen
+ * there; stored_w x stored_h is the image as stored (info's sizes are as displayed). */
+static void plan_region(int o, uint32_t stored_w, uint32_t stored_h, int levels,
+                        const struct codec_decode_req *req, struct jpeg_plan *p)
+{
+    p->t = orient_of(o);
+    displayed_to_stored(p->t, stored_w, stored_h, req->x, req->y, req->w, req->h, p->sr);
+    uint32_t want_w = o >= 5 ? req->want_h : req->want_w;
+    uint32_t want_h = o >= 5 ? req->want_w : req->want_h;
+    p->r = codec_src_pick_reduction(p->sr[0], p->sr[1], p->sr[2], p->sr[3], want_w, want_h,
+                                    levels);
+    /* libjpeg's scaled size: ceil(size / 2^r). */
+    p->full_w = codec_src_ceil_shift(stored_w, p->r);
+    p->full_h = codec_src_ceil_shift(stored_h, p->r);
+    /* The crop in the scaled image, on the same ceil grid JPEG 2000 uses. */
+    p->cx = (uint32_t)codec_src_ceil_shift(p->sr[0], p->r);
+    p->cy = (uint32_t)codec_src_ceil_shift(p->sr[1], p->r);
+    p->cw = (uint32_t)codec_src_extent(p->sr[0], p->sr[2], p->r);
+    p->ch = (uint32_t)codec_src_extent(p->sr[1], p->sr[3], p->r);
+}
+
+int codec_jpeg_level_rect(const struct codec_info *info, const struct codec_decode_req *req,
+                          uint64_t rect[4])
+{
+    int o = info->orientation;
+    struct jpeg_plan p;
+    plan_region(o, o >= 5 ? info->height : info->width, o >= 5 ? info->width : info->height,
+                info->levels, req, &p);
+    /* The crop, turned as the decode turns it: a rectangle of the scaled image as displayed. */
+    uint64_t x0 = p.t.transpose ? p.cy : p.cx, y0 = p.t.transpose ? p.cx : p.cy;
+    uint64_t x1 = x0 + (p.t.transpose ? p.ch : p.cw), y1 = y0 + (p.t.transpose ? p.cw : p.ch);
+    uint64_t dw = p.t.transpose ? p.full_h : p.full_w, dh = p.t.transpose ? p.full_w : p.full_h;
+    rect[0] = p.t.flip_x ? dw - x1 : x0;
+    rect[1] = p.t.flip_y ? dh - y1 : y0;
+    rect[2] = p.t.flip_x ? dw - x0 : x1;
+    rect[3] = p.t.flip_y ? dh - y0 : y1;
+    return p.r;
+}
+
 static unsigned char mul255(unsigned a, unsigned b)
 {
     return (unsigned char)((a * b + 127) / 255);
@@ -443,7 +492,8 @@ int codec_jpeg_decode(const char *path, const struct codec_info *info,
     int ps, r, o;
     J_COLOR_SPACE cs;
     struct orient t;
-    uint32_t sr[4], want_w, want_h, cx, cy, cw, ch;
+    struct jpeg_plan pl;
+    uint32_t cx, cy, cw, ch;
     uint64_t full_w, full_h;
 
     m = calloc(1, sizeof *m);
@@ -469,19 +519,15 @@ int codec_jpeg_decode(const char *path, const struct codec_info *info,
     }
 
     /* Work in stored coordinates: the region, and the wanted size, turned back. */
-    t = orient_of(o);
-    displayed_to_stored(t, m->width, m->height, req->x, req->y, req->w, req->h, sr);
-    want_w = o >= 5 ? req->want_h : req->want_w;
-    want_h = o >= 5 ? req->want_w : req->want_h;
-    r = codec_src_pick_reduction(sr[0], sr[1], sr[2], sr[3], want_w, want_h, info->levels);
-    /* libjpeg's scaled size: ceil(size / 2^r). */
-    full_w = codec_src_ceil_shift(m->width, r);
-    full_h = codec_src_ceil_shift(m->height, r);
-    /* The crop in the scaled image, on the same ceil grid JPEG 2000 uses. */
-    cx = (uint32_t)codec_src_ceil_shift(sr[0], r);
-    cy = (uint32_t)codec_src_ceil_shift(sr[1], r);
-    cw = (uint32_t)codec_src_extent(sr[0], sr[2], r);
-    ch = (uint32_t)codec_src_extent(sr[1], sr[3], r);
+    plan_region(o, m->width, m->height, info->levels, req, &pl);
+    t = pl.t;
+    r = pl.r;
+    full_w = pl.full_w;
+    full_h = pl.full_h;
+    cx = pl.cx;
+    cy = pl.cy;
+    cw = pl.cw;
+    ch = pl.ch;
     if (cw == 0 || ch == 0 || cx + (uint64_t)cw > full_w || cy + (uint64_t)ch > full_h) {
         verr_set(err, 500, "JPEG region does not fit the scaled image");
         goto fail;

@@ -63,6 +63,13 @@ int codec_jpeg_probe(const char *path, struct codec_info *info, struct verr *err
 int codec_jpeg_decode(const char *path, const struct codec_info *info,
                       const struct codec_decode_req *req, struct codec_image **out,
                       struct verr *err);
+/* For the block cache: the scale 1/2^r a JPEG decode of req uses (returned), and where the
+ * decoded region lies in the whole image decoded at that scale, as displayed (EXIF orientation
+ * applied): columns [rect[0], rect[2]) and rows [rect[1], rect[3]). With an orientation that
+ * mirrors, this is not simply the region divided by 2^r, because the scale's rounding works on
+ * the stored image. */
+int codec_jpeg_level_rect(const struct codec_info *info, const struct codec_decode_req *req,
+                          uint64_t rect[4]);
 int codec_png_probe(const char *path, uint64_t max_pixels, struct codec_info *info,
                     struct verr *err);
 int codec_png_decode(const char *path, const struct codec_info *info,

@@ -1,13 +1,15 @@
 """The shared block cache (codec/block_cache.c) through real nginx: tiles cut from a cached
 block are exactly the pixels opj_decompress gives for the tile's own area (lossless and lossy
 9/7), each block is decoded once across workers, JPEG sources once per band of a level and PNG
-ones once per level (tiles equal djpeg's DCT-scaled decode and the PNG's own pixels), the cache
+ones (and EXIF-oriented JPEGs) once per level (tiles equal djpeg's DCT-scaled decode, turned as
+EXIF says, and the PNG's own pixels), the cache
 stays under its size, a replaced
 source is never served from old blocks, a foreign or damaged file in the cache is ignored, and
 an unsafe cache folder turns the cache off rather than trusting it."""
 import concurrent.futures
 import math
 import os
+import struct
 import subprocess
 
 import harness as t
@@ -180,6 +182,101 @@ t.check(misses == bands + 1, "JPEG: one decode per band of a level (%d), PNG: on
 t.check(total.get("bypassed", 0) == before_bypassed,
         "JPEG and PNG: no tile bypassed the cache, not even PNG tiles spanning several blocks "
         "(%d bypassed)" % (total.get("bypassed", 0) - before_bypassed))
+
+# --- EXIF-oriented JPEGs: requests are in displayed coordinates and the decoder rounds the scale
+# in stored ones, which a mirror turns around. Every tile must equal what the direct decode gives:
+# djpeg's scaled decode of the stored image, cropped where the displayed tile lies in the stored
+# image, then turned as EXIF says (the formulas below are the EXIF definitions, written here
+# apart from jpeg_src.c). One decode per level; nothing bypasses the cache. -------------------
+
+
+def with_orientation(jpeg, o):
+    """The JPEG with an EXIF APP1 segment (IFD0 holding only Orientation = o) after SOI."""
+    tiff = b"II*\x00" + struct.pack("<IH", 8, 1) + struct.pack("<HHIHH", 0x0112, 3, 1, o, 0) + \
+        struct.pack("<I", 0)
+    body = b"Exif\x00\x00" + tiff
+    return jpeg[:2] + b"\xff\xe1" + struct.pack(">H", len(body) + 2) + body + jpeg[2:]
+
+
+def stored_rect(o, dw, dh, x, y, w, h):
+    """The stored rectangle a displayed one (of a dw x dh display) shows."""
+    return {1: (x, y, w, h), 2: (dw - x - w, y, w, h), 3: (dw - x - w, dh - y - h, w, h),
+            4: (x, dh - y - h, w, h), 5: (y, x, h, w), 6: (y, dw - x - w, h, w),
+            7: (dh - y - h, dw - x - w, h, w), 8: (dh - y - h, x, h, w)}[o]
+
+
+def displayed(img, o):
+    """img (stored) as EXIF orientation o shows it: D[y][x] = S[row][col] below."""
+    sw, sh, ch, data = img
+    dw, dh = (sh, sw) if o >= 5 else (sw, sh)
+    src = {1: lambda x, y: (y, x), 2: lambda x, y: (y, sw - 1 - x),
+           3: lambda x, y: (sh - 1 - y, sw - 1 - x), 4: lambda x, y: (sh - 1 - y, x),
+           5: lambda x, y: (x, y), 6: lambda x, y: (sh - 1 - x, y),
+           7: lambda x, y: (sh - 1 - x, sw - 1 - y), 8: lambda x, y: (x, sw - 1 - y)}[o]
+    out = bytearray(dw * dh * ch)
+    for y in range(dh):
+        for x in range(dw):
+            row, col = src(x, y)
+            out[(y * dw + x) * ch:(y * dw + x + 1) * ch] = data[(row * sw + col) * ch:(row * sw + col + 1) * ch]
+    return dw, dh, ch, bytes(out)
+
+
+photo = open(os.path.join(root, "photo.jpg"), "rb").read()
+before_oriented, _ = health_sum()
+refs, levels = {}, set()
+for o in (3, 6, 7):  # 180 degrees; 90 clockwise; transverse: both mirrors with the transpose
+    ident = "photo-o%d.jpg" % o
+    with open(os.path.join(root, ident), "wb") as f:
+        f.write(with_orientation(photo, o))
+    dw, dh = (H, W) if o >= 5 else (W, H)
+    for sf in (1, 8):
+        level = [(x, y, min(256 * sf, dw - x), min(256 * sf, dh - y))
+                 for y in range(0, dh, 256 * sf) for x in range(0, dw, 256 * sf)]
+        if sf == 1:  # the four corners and one inside: rounding is exact at full size anyway
+            level = [level[0], level[-1], level[len(level) // 2]] + \
+                [tl for tl in level if (tl[0] == 0 and tl[1] + tl[3] == dh) or
+                 (tl[1] == 0 and tl[0] + tl[2] == dw)]
+        else:  # and regions off the tile grid, where rounding in stored coordinates shows
+            level += [(101, 37, 1203, 877), (5, 3, 701, 501), (dw - 333, dh - 251, 333, 251)]
+        level = [(x, y, w, h, -(-w // sf), -(-h // sf)) for x, y, w, h in level]
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            results = list(pool.map(lambda tl: fetch(ident, tl), level))
+        mismatched = []
+        for tl, st, body in results:
+            x, y, w, h, ow, oh = tl
+            sx, sy, sw_, sh_ = stored_rect(o, dw, dh, x, y, w, h)
+            # the coarsest scale (at most 1/8) whose crop still has the size asked for
+            want_w, want_h = (oh, ow) if o >= 5 else (ow, oh)
+            r = next(k for k in (3, 2, 1, 0)
+                     if -(-(sx + sw_) >> k) - -(-sx >> k) >= want_w and
+                     -(-(sy + sh_) >> k) - -(-sy >> k) >= want_h)
+            levels.add((o, r))
+            if r not in refs:
+                refs[r] = px.djpeg_reference(os.path.join(root, "photo.jpg"), r)  # ignores EXIF
+            ref = refs[r]
+            cx, cy = -(-sx >> r), -(-sy >> r)
+            piece = px.crop(ref, cx, cy, -(-(sx + sw_) >> r) - cx, -(-(sy + sh_) >> r) - cy)
+            want = displayed(piece, o)
+            if st != 200:
+                mismatched.append((tl[:4], st))
+            elif want[:2] == (ow, oh):
+                if px.read_png(body)[:4] != want[:4]:
+                    mismatched.append((tl[:4], "pixels"))
+            else:  # the crop rounds to a pixel more or less than asked: Vellum resizes it
+                d = px.diff(px.read_png(body), px.box_downscale(want, ow, oh))
+                if d is None or d[0] > 1:
+                    mismatched.append((tl[:4], "resized", d))
+        t.check(not mismatched, "%s sf %d: every region answered and equals djpeg's scaled decode "
+                "of the stored image, cropped and turned as EXIF %d says (resized within 1 where "
+                "the crop rounds to another size)%s"
+                % (ident, sf, o, (": not %s" % mismatched[:3]) if mismatched else ""))
+after_oriented, _ = health_sum()
+t.check(after_oriented.get("misses", 0) - before_oriented.get("misses", 0) == len(levels),
+        "oriented JPEGs: one decode per image and level (%d decodes, %d levels)"
+        % (after_oriented.get("misses", 0) - before_oriented.get("misses", 0), len(levels)))
+t.check(after_oriented.get("bypassed", 0) == before_oriented.get("bypassed", 0),
+        "oriented JPEGs: no tile bypassed the cache (%d)"
+        % (after_oriented.get("bypassed", 0) - before_oriented.get("bypassed", 0)))
 
 # --- a replaced source is never served from its old blocks --------------------------------------
 probe_tile = (1024, 0, 256, 256, 256, 256)
