@@ -441,8 +441,10 @@ static void give_turn(struct block_cache *c, const char *lockname, int lk)
  * are hits. A JPEG region costs its own rows plus a cheaper entropy-only pass over the rows above
  * (jpeg_src.c), so a JPEG band is one block high and the image's width: the first tile of a band
  * waits for that band only. A PNG region costs every row down to its bottom, so a PNG band is
- * the whole level, decoded once as codec_decode() would for any region of it; so is an
- * EXIF-oriented JPEG's, whose displayed rows may be stored columns. Blocks are on the
+ * the whole level, decoded once as codec_decode() would for any region of it; so is the band
+ * of a JPEG whose EXIF orientation turns it (5-8), whose displayed rows are stored columns
+ * (a mirrored one keeps its rows, upside down at worst). A band is decoded as the region it is,
+ * so the decoder's own rounding puts its rows where the level has them. Blocks are on the
  * grid and under the names a JPEG 2000 block would have. One lock per band: the workers that
  * miss elsewhere in it meanwhile wait for that decode instead of repeating it. Returns as
  * block_cache_decode; the request (wt) is at (ax->p0, ay->p0) of the level. */
@@ -456,7 +458,7 @@ static int fill_band(struct block_cache *c, uint64_t source_key, const char *pat
     uint32_t lw = (uint32_t)codec_src_ceil_shift(info->width, r);
     uint32_t lh = (uint32_t)codec_src_ceil_shift(info->height, r);
     /* What one decode covers: rows [u0, u1) of the level, as the image region [y, y + h). */
-    bool band = info->format == CODEC_FORMAT_JPEG && info->orientation <= 1;
+    bool band = info->format == CODEC_FORMAT_JPEG && info->orientation <= 4; /* not turned */
     uint32_t u0 = band ? (uint32_t)ay->index * sh : 0;
     uint32_t u1 = band && lh - u0 > sh ? u0 + sh : lh;
     uint64_t y = (uint64_t)u0 << r;

@@ -106,6 +106,14 @@ def read_jpeg(data):
             os.unlink(out)
 
 
+def with_orientation(jpeg, o):
+    """The JPEG bytes with an EXIF APP1 segment (IFD0 holding only Orientation = o) after SOI."""
+    tiff = b"II*\x00" + struct.pack("<IH", 8, 1) + struct.pack("<HHIHH", 0x0112, 3, 1, o, 0) + \
+        struct.pack("<I", 0)
+    body = b"Exif\x00\x00" + tiff
+    return jpeg[:2] + b"\xff\xe1" + struct.pack(">H", len(body) + 2) + body + jpeg[2:]
+
+
 def djpeg_reference(src, reduce=0):
     """djpeg's own decode of the JPEG file src, DCT-scaled by 1/2^reduce."""
     with tempfile.TemporaryDirectory() as d:
