@@ -634,8 +634,8 @@ int block_cache_decode(struct block_cache *c, uint64_t source_key, const char *p
      * would differ (only for blocks a pixel or two wide, where halving again changes nothing).
      * A whole-image source's fill checks its own decode (fill_band). */
     if (!whole && codec_src_pick_reduction((uint64_t)info->origin_x + ax.full0,
-                                 (uint64_t)info->origin_y + ay.full0, ax.len, ay.len, bw, bh,
-                                 info->levels) != r) {
+                                           (uint64_t)info->origin_y + ay.full0, ax.len, ay.len,
+                                           bw, bh, info->levels) != r) {
         c->stats.bypassed++;
         return 1;
     }

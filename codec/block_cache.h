@@ -44,10 +44,10 @@ void block_cache_default_dir(char *out, size_t len);
  * version (device, inode, size, mtime). A JPEG 2000 miss decodes the block around the region; a
  * JPEG miss decodes the band of the level around it (one block high, the image's width), a PNG
  * miss (and the miss of a JPEG its EXIF orientation turns) the whole level, and stores all of
- * their blocks; a JPEG or PNG region that spans several blocks is put together from them. Returns 0 with *out
- * set, -1 with err set, or 1 when the cache cannot serve the request (a JPEG 2000 region larger
- * than a block, a band too big for the cache, a decode that failed): the caller then decodes
- * the region itself. The pixels are exactly those codec_decode() gives for the same region.
+ * their blocks; a JPEG or PNG region that spans several blocks is put together from them.
+ * Returns 0 with *out set, -1 with err set, or 1 when the cache cannot serve the request (a JPEG
+ * 2000 region larger than a block, a band too big for the cache, a decode that failed): the
+ * caller then decodes the region itself. The pixels are exactly those codec_decode() gives for the same region.
  * *use says how (for Server-Timing). */
 int block_cache_decode(struct block_cache *c, uint64_t source_key, const char *path,
                        const struct codec_info *info, const struct codec_decode_req *req,

@@ -951,7 +951,8 @@ static int decode_split(const char *path, const struct codec_info *info,
     /* Cut across the longer run of tiles: columns side by side, or rows one above another. */
     bool cols = c1 - c0 >= r1 - r0;
     uint64_t n = cols ? c1 - c0 + 1 : r1 - r0 + 1, first = cols ? c0 : r0;
-    uint64_t tile = cols ? info->tile_w : info->tile_h, grid0 = cols ? info->tile_x0 : info->tile_y0;
+    uint64_t tile = cols ? info->tile_w : info->tile_h;
+    uint64_t grid0 = cols ? info->tile_x0 : info->tile_y0;
     uint64_t lo = cols ? ax : ay, hi = lo + (cols ? req->w : req->h);
     int parts = req->threads < MAX_PARTS ? req->threads : MAX_PARTS;
     if ((uint64_t)parts > n)

@@ -84,10 +84,9 @@ int codec_render(const char *path, const struct codec_info *info, const struct i
         struct codec_decode_req dreq = req;
         /* A region over several JPEG 2000 tiles decodes in parts, one per thread (jp2.c), which
          * scales as OpenJPEG's own threads do not: it takes every core no decode holds. */
-        int want = opts->blocks && spans_tiles(info, &req) ? MAX_DECODE_THREADS : opts->threads;
-        dreq.threads = block_cache_cpu_acquire(opts->blocks, want > opts->threads ? want
-                                                                                 : opts->threads,
-                                               &held);
+        bool spread = opts->blocks && spans_tiles(info, &req) && opts->threads < MAX_DECODE_THREADS;
+        dreq.threads = block_cache_cpu_acquire(opts->blocks,
+                                               spread ? MAX_DECODE_THREADS : opts->threads, &held);
         int drc = codec_decode(path, info, &dreq, &img, err);
         block_cache_cpu_release(opts->blocks, held);
         if (drc < 0)
