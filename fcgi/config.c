@@ -81,8 +81,8 @@ static const struct key keys[] = {
      "how long memcached keeps an image, in seconds (at most 30 days); 0 = until it is evicted"},
     {"jpeg_quality", NUM(jpeg_quality, 1, 100), "85", "JPEG output quality, 1..100"},
     {"decode_threads", NUM(decode_threads, 1, 64), "1",
-     "OpenJPEG threads per direct decode, given only cores no other decode holds (block decodes "
-     "take every free core)"},
+     "OpenJPEG threads per direct decode, given only cores no other decode holds (block decodes, "
+     "and direct ones over several JPEG 2000 tiles, take every free core)"},
     {"cache_max_age", NUM(cache_max_age, 0, 31536000), "86400",
      "Cache-Control max-age in seconds for images and info.json"},
 };
