@@ -1,11 +1,15 @@
 /* test_fcgi.c: the pure parts of fcgi/: configuration keys, request parsing, base URLs,
  * query parameters, JSON errors, response serialisation, which request paths the tile store
- * may keep as files, and which memcached server lists are accepted. */
+ * may keep as files, which memcached server lists are accepted, and the decoder guard. */
+#include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "check.h"
 #include "config.h"
+#include "guard.h"
 #include "http.h"
 #include "memcache.h"
 #include "tile_store.h"
@@ -313,8 +317,52 @@ static void test_memcached_servers(void)
     CHECK_INT(config_set(&c, "memcached_ttl_s", "2592001", "test", &e) < 0, 1);
 }
 
+/* ---- guard.c: a fault in a thread the guarded call started (OpenJPEG's pool, or the parts of a
+ * split JPEG 2000 decode) is handed to the guarded thread, which answers; that thread parks. */
+
+static void *faulting_thread(void *arg)
+{
+    (void)arg;
+    abort(); /* as a failed assert() inside a decoder does */
+    return NULL;
+}
+
+static int call_with_thread(void *ctx)
+{
+    pthread_t th;
+    (void)ctx;
+    if (pthread_create(&th, NULL, faulting_thread, NULL) != 0)
+        return 2;
+    (void)pthread_join(th, NULL); /* never returns: the signal comes here first */
+    return 3;
+}
+
+static int call_returning(void *ctx)
+{
+    return *(int *)ctx;
+}
+
+static void test_guard(void)
+{
+    int sig = -1, seven = 7;
+    CHECK_INT(guard_run(call_returning, &seven, &sig), 7);
+    CHECK_INT(sig, 0);
+    sig = 0;
+    pid_t me = gettid();
+    int rc = guard_run(call_with_thread, NULL, &sig);
+    CHECK_MSG(rc == -1 && sig == SIGABRT,
+              "an abort in a thread the guarded call started: rc %d, signal %d (want -1, %d)", rc,
+              sig, SIGABRT);
+    /* Jumping from the faulting thread would go on here on that thread's own stack instead. */
+    CHECK_MSG(gettid() == me, "the guarded call returned on its own thread (%d, not %d)",
+              (int)gettid(), (int)me);
+    /* the guard is disarmed again: a normal call still returns its value */
+    CHECK_INT(guard_run(call_returning, &seven, &sig), 7);
+}
+
 int main(void)
 {
+    test_guard();
     test_config();
     test_request();
     test_base_url();
