@@ -23,6 +23,7 @@ struct codec_info {
     int levels;               /* cheap reductions: scale factors 1, 2, ..., 2^levels are native */
     uint32_t tile_w, tile_h;  /* native tile size; 0 when untiled */
     uint32_t tile_x0, tile_y0; /* JPEG 2000: where the tile grid starts on the reference grid */
+    bool subsampled;           /* JPEG 2000: a component is sampled more coarsely than the grid */
     int orientation;          /* EXIF orientation 1..8 for JPEG (1 = none); sizes above are as displayed */
     unsigned char *icc;       /* embedded ICC profile or NULL; owned */
     size_t icc_len;

@@ -463,6 +463,8 @@ int codec_jp2_probe(const char *path, enum codec_format format, struct codec_inf
         }
         if ((int)c->prec > info->bit_depth)
             info->bit_depth = (int)c->prec;
+        if (c->dx > 1 || c->dy > 1)
+            info->subsampled = true;
     }
 
     cs = opj_get_cstr_info(rd.codec);
@@ -938,13 +940,40 @@ static uint64_t part_cap(uint64_t cap, double frac)
     return cap ? (uint64_t)((double)cap * frac) + 1 : 0;
 }
 
+/* The tiles a region (x, y, w, h, in image coordinates) lies on: columns span[0]..span[1] and
+ * rows span[2]..span[3] of the tile grid. false when the source is untiled or the region empty. */
+static bool tile_span(const struct codec_info *info, uint32_t x, uint32_t y, uint32_t w,
+                      uint32_t h, uint64_t span[4])
+{
+    uint64_t ax = (uint64_t)info->origin_x + x, ay = (uint64_t)info->origin_y + y;
+    if (info->tile_w == 0 || info->tile_h == 0 || w == 0 || h == 0 || ax < info->tile_x0 ||
+        ay < info->tile_y0)
+        return false;
+    span[0] = (ax - info->tile_x0) / info->tile_w;
+    span[1] = (ax + w - 1 - info->tile_x0) / info->tile_w;
+    span[2] = (ay - info->tile_y0) / info->tile_h;
+    span[3] = (ay + h - 1 - info->tile_y0) / info->tile_h;
+    return true;
+}
+
+bool codec_jp2_splits(const struct codec_info *info, const struct codec_decode_req *req)
+{
+    uint64_t t[4];
+    /* A sub-sampled component's first sample in a part can lie left of (or above) the part's
+     * edge, which a region decode does not see: such sources decode in one piece. */
+    return (info->format == CODEC_FORMAT_JP2 || info->format == CODEC_FORMAT_J2K) &&
+           !info->subsampled && tile_span(info, req->x, req->y, req->w, req->h, t) &&
+           (t[0] != t[1] || t[2] != t[3]);
+}
+
 /* 0 with *out, or 1: not a multi-tile region, no threads to spare, or a part failed (then the
  * caller decodes the region in one piece, which also reports any error). */
 static int decode_split(const char *path, const struct codec_info *info,
                         const struct codec_decode_req *req, struct codec_image **out)
 {
     uint64_t t[4];
-    if (req->threads < 2 || !codec_src_tile_span(info, req->x, req->y, req->w, req->h, t))
+    if (req->threads < 2 || !codec_jp2_splits(info, req) ||
+        !tile_span(info, req->x, req->y, req->w, req->h, t))
         return 1;
     uint64_t ax = (uint64_t)info->origin_x + req->x, ay = (uint64_t)info->origin_y + req->y;
     uint64_t c0 = t[0], c1 = t[1], r0 = t[2], r1 = t[3];

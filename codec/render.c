@@ -30,14 +30,6 @@ static int step(struct codec_image **img, struct codec_image *next)
 
 #define MAX_DECODE_THREADS 64 /* block_cache_cpu_acquire gives at most one per core */
 
-/* Whether a region crosses a border of the source's JPEG 2000 tile grid. */
-static bool spans_tiles(const struct codec_info *info, const struct codec_decode_req *req)
-{
-    uint64_t t[4];
-    return codec_src_tile_span(info, req->x, req->y, req->w, req->h, t) &&
-           (t[0] != t[1] || t[2] != t[3]);
-}
-
 int codec_render(const char *path, const struct codec_info *info, const struct iiif_plan *plan,
                  const struct codec_render_opts *opts, unsigned char **out, size_t *out_len,
                  struct verr *err)
@@ -84,7 +76,8 @@ int codec_render(const char *path, const struct codec_info *info, const struct i
         struct codec_decode_req dreq = req;
         /* A region over several JPEG 2000 tiles decodes in parts, one per thread (jp2.c), which
          * scales as OpenJPEG's own threads do not: it takes every core no decode holds. */
-        bool spread = opts->blocks && spans_tiles(info, &req) && opts->threads < MAX_DECODE_THREADS;
+        bool spread =
+            opts->blocks && codec_jp2_splits(info, &req) && opts->threads < MAX_DECODE_THREADS;
         dreq.threads = block_cache_cpu_acquire(opts->blocks,
                                                spread ? MAX_DECODE_THREADS : opts->threads, &held);
         int drc = codec_decode(path, info, &dreq, &img, err);

@@ -289,17 +289,3 @@ int codec_decode(const char *path, const struct codec_info *info,
     }
     return 0;
 }
-
-bool codec_src_tile_span(const struct codec_info *info, uint32_t x, uint32_t y, uint32_t w,
-                         uint32_t h, uint64_t span[4])
-{
-    uint64_t ax = (uint64_t)info->origin_x + x, ay = (uint64_t)info->origin_y + y;
-    if (info->tile_w == 0 || info->tile_h == 0 || w == 0 || h == 0 || ax < info->tile_x0 ||
-        ay < info->tile_y0)
-        return false;
-    span[0] = (ax - info->tile_x0) / info->tile_w;
-    span[1] = (ax + w - 1 - info->tile_x0) / info->tile_w;
-    span[2] = (ay - info->tile_y0) / info->tile_h;
-    span[3] = (ay + h - 1 - info->tile_y0) / info->tile_h;
-    return true;
-}

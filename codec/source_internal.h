@@ -37,12 +37,6 @@ uint64_t codec_src_ceil_shift(uint64_t v, int r);
  * its reference grid: ceil((origin + len) / 2^r) - ceil(origin / 2^r). */
 uint64_t codec_src_extent(uint64_t origin, uint64_t len, int r);
 
-/* The JPEG 2000 tiles a region (x, y, w, h, in image coordinates) lies on: columns
- * span[0]..span[1] and rows span[2]..span[3] of the tile grid. false when the source is untiled
- * or the region empty. */
-bool codec_src_tile_span(const struct codec_info *info, uint32_t x, uint32_t y, uint32_t w,
-                         uint32_t h, uint64_t span[4]);
-
 /* The largest r <= levels for which the region [x, x+w) x [y, y+h) reduced by 2^r keeps at least
  * want_w x want_h pixels; 0 when enlarging. */
 int codec_src_pick_reduction(uint64_t x, uint64_t y, uint32_t w, uint32_t h, uint32_t want_w,
@@ -56,6 +50,9 @@ int codec_jp2_probe(const char *path, enum codec_format format, struct codec_inf
 int codec_jp2_decode(const char *path, const struct codec_info *info,
                      const struct codec_decode_req *req, struct codec_image **out,
                      struct verr *err);
+/* Whether codec_jp2_decode() decodes req in parts when given threads: a region over several
+ * tiles of a JPEG 2000 source whose components are not sub-sampled. */
+bool codec_jp2_splits(const struct codec_info *info, const struct codec_decode_req *req);
 /* How many regions codec_jp2_decode() has decoded in parts on several threads (a multi-tile
  * region given threads > 1), in this process: lets tests see that it happened. */
 uint64_t codec_jp2_split_count(void);

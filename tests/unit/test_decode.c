@@ -454,6 +454,29 @@ static void test_j2k_subsampled(void)
         codec_image_free(img);
     }
     codec_info_clear(&info);
+
+    /* Tiled, with odd image and tile origins: a tile border at an odd grid column falls inside
+     * a 2x1 sample, which a region starting there does not see. Given threads, the pixels must
+     * still be those of the one-piece decode. */
+    tmp_path(dst, sizeof dst, "rgb_sub_tiled.j2k");
+    if (!run("opj_compress -i '%s' -o '%s' -s 2,1 -t 96,64 -d 7,3 -T 1,2 -n 3", src, dst) ||
+        codec_probe(dst, PROBE_MAX_PIXELS, &info, &err) < 0) {
+        CHECK_MSG(0, "tiled sub-sampled file: %s", err.msg);
+        return;
+    }
+    CHECK(info.subsampled && info.tile_w == 96);
+    for (uint32_t want = info.width; want >= info.width / 4; want /= 4) {
+        struct codec_image *one = decode(dst, &info, 0, 0, info.width, info.height, want,
+                                         want * info.height / info.width, 1, &err);
+        struct codec_image *par = decode(dst, &info, 0, 0, info.width, info.height, want,
+                                         want * info.height / info.width, 3, &err);
+        CHECK_MSG(one && par && one->w == par->w && one->h == par->h &&
+                      memcmp(one->px, par->px, (size_t)one->w * one->h * one->channels) == 0,
+                  "tiled sub-sampled, %u wide: the same pixels with 3 threads as with 1", want);
+        codec_image_free(one);
+        codec_image_free(par);
+    }
+    codec_info_clear(&info);
 }
 
 /* A server's request that no block holds (codec_render with a block cache, hence CPU tokens)
