@@ -186,7 +186,8 @@ t.check(total.get("bypassed", 0) == before_bypassed,
 # in stored ones, which a mirror turns around. Every tile must equal what the direct decode gives:
 # djpeg's scaled decode of the stored image, cropped where the displayed tile lies in the stored
 # image, then turned as EXIF says (the formulas below are the EXIF definitions, written here
-# apart from jpeg_src.c). One decode per level; nothing bypasses the cache. -------------------
+# apart from jpeg_src.c). One decode per level of a turned image, per band of a mirrored one;
+# nothing bypasses the cache. ---------------------------------------------------------------
 
 
 def stored_rect(o, dw, dh, x, y, w, h):
@@ -243,7 +244,7 @@ for o in (3, 6, 7):  # 180 degrees; 90 clockwise; transverse: both mirrors with 
                      -(-(sy + sh_) >> k) - -(-sy >> k) >= want_h)
             # one decode per level of a turned image; a mirrored one (3) keeps its stored rows,
             # upside down: one per band of the level (BLOCK rows, as displayed) the region is in
-            sh_r = -(-(W if o >= 5 else H) >> r)
+            sh_r = -(-H >> r)  # the stored image's height at 1/2^r
             if o >= 5:
                 levels.add((o, r))
             else:
