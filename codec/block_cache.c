@@ -449,10 +449,10 @@ static void give_turn(struct block_cache *c, const char *lockname, int lk)
  * miss elsewhere in it meanwhile wait for that decode instead of repeating it. Returns as
  * block_cache_decode; the request (wt) is at (ax->p0, ay->p0) of the level. */
 static int fill_band(struct block_cache *c, uint64_t source_key, const char *path,
-                       const struct codec_info *info, const struct codec_decode_req *req, int r,
-                       uint32_t sw, uint32_t sh, const struct axis *ax, const struct axis *ay,
-                       const struct want *wt, struct codec_image **out,
-                       enum codec_block_use *use, struct verr *err)
+                     const struct codec_info *info, const struct codec_decode_req *req, int r,
+                     uint32_t sw, uint32_t sh, const struct axis *ax, const struct axis *ay,
+                     const struct want *wt, struct codec_image **out, enum codec_block_use *use,
+                     struct verr *err)
 {
     int ch = info->channels;
     uint32_t lw = (uint32_t)codec_src_ceil_shift(info->width, r);
@@ -562,8 +562,8 @@ static int stitch(struct block_cache *c, uint64_t source_key, const char *path,
             } else if (rc == 1) {
                 const struct axis ax = {.p0 = ox0, .index = bx}, ay = {.p0 = oy0, .index = by};
                 enum codec_block_use u = CODEC_BLOCK_NONE;
-                rc = fill_band(c, source_key, path, info, req, r, s, s, &ax, &ay, &wt, &piece,
-                                 &u, err);
+                rc = fill_band(c, source_key, path, info, req, r, s, s, &ax, &ay, &wt, &piece, &u,
+                               err);
                 decoded = decoded || u == CODEC_BLOCK_DECODED;
             }
             if (rc != 0) { /* 1: the caller decodes the region itself; -1: err is set */
@@ -659,7 +659,7 @@ int block_cache_decode(struct block_cache *c, uint64_t source_key, const char *p
     }
     if (whole)
         return fill_band(c, source_key, path, info, req, r, sw, sh, &ax, &ay, &wt, out, use,
-                           err);
+                         err);
     int lk;
     rc = take_turn(c, lockname, &wt, &lk, out, use, err);
     if (rc <= 0)

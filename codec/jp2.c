@@ -956,14 +956,21 @@ static bool tile_span(const struct codec_info *info, uint32_t x, uint32_t y, uin
     return true;
 }
 
-bool codec_jp2_splits(const struct codec_info *info, const struct codec_decode_req *req)
+/* Whether req would be decoded in parts, with the tiles it lies on in t (tile_span). A
+ * sub-sampled component's first sample in a part can lie left of (or above) the part's edge,
+ * which a region decode does not see: such sources decode in one piece. */
+static bool split_span(const struct codec_info *info, const struct codec_decode_req *req,
+                       uint64_t t[4])
 {
-    uint64_t t[4];
-    /* A sub-sampled component's first sample in a part can lie left of (or above) the part's
-     * edge, which a region decode does not see: such sources decode in one piece. */
     return (info->format == CODEC_FORMAT_JP2 || info->format == CODEC_FORMAT_J2K) &&
            !info->subsampled && tile_span(info, req->x, req->y, req->w, req->h, t) &&
            (t[0] != t[1] || t[2] != t[3]);
+}
+
+bool codec_jp2_splits(const struct codec_info *info, const struct codec_decode_req *req)
+{
+    uint64_t t[4];
+    return split_span(info, req, t);
 }
 
 /* 0 with *out, or 1: not a multi-tile region, no threads to spare, or a part failed (then the
@@ -972,8 +979,7 @@ static int decode_split(const char *path, const struct codec_info *info,
                         const struct codec_decode_req *req, struct codec_image **out)
 {
     uint64_t t[4];
-    if (req->threads < 2 || !codec_jp2_splits(info, req) ||
-        !tile_span(info, req->x, req->y, req->w, req->h, t))
+    if (req->threads < 2 || !split_span(info, req, t))
         return 1;
     uint64_t ax = (uint64_t)info->origin_x + req->x, ay = (uint64_t)info->origin_y + req->y;
     uint64_t c0 = t[0], c1 = t[1], r0 = t[2], r1 = t[3];

@@ -489,12 +489,9 @@ int codec_jpeg_decode(const char *path, const struct codec_info *info,
     size_t file_len = 0;
     struct jpeg_meta *m = NULL;
     struct codec_image *dst = NULL;
-    int ps, r, o;
+    int ps, o;
     J_COLOR_SPACE cs;
-    struct orient t;
     struct jpeg_plan pl;
-    uint32_t cx, cy, cw, ch;
-    uint64_t full_w, full_h;
 
     m = calloc(1, sizeof *m);
     if (!m)
@@ -520,14 +517,10 @@ int codec_jpeg_decode(const char *path, const struct codec_info *info,
 
     /* Work in stored coordinates: the region, and the wanted size, turned back. */
     plan_region(o, m->width, m->height, info->levels, req, &pl);
-    t = pl.t;
-    r = pl.r;
-    full_w = pl.full_w;
-    full_h = pl.full_h;
-    cx = pl.cx;
-    cy = pl.cy;
-    cw = pl.cw;
-    ch = pl.ch;
+    const struct orient t = pl.t;
+    const int r = pl.r;
+    const uint64_t full_w = pl.full_w, full_h = pl.full_h;
+    const uint32_t cx = pl.cx, cy = pl.cy, cw = pl.cw, ch = pl.ch;
     if (cw == 0 || ch == 0 || cx + (uint64_t)cw > full_w || cy + (uint64_t)ch > full_h) {
         verr_set(err, 500, "JPEG region does not fit the scaled image");
         goto fail;

@@ -46,8 +46,9 @@ void handle_health(struct app *app, const struct http_request *req, struct http_
                 cJSON_AddNumberToObject(t, "spared", (double)ts.spared) &&
                 cJSON_AddNumberToObject(t, "bytes", (double)ts.bytes) &&
                 (!app->tiles ||
-                 cJSON_AddStringToObject(t, "trim_order", ts.by_use ? "least recently sent first"
-                                                                    : "oldest stored first (noatime mount)"))) {
+                 cJSON_AddStringToObject(t, "trim_order",
+                                         ts.by_use ? "least recently sent first"
+                                                   : "oldest stored first (noatime mount)"))) {
                 /* This worker's memcached counters. */
                 struct memcache_stats ms;
                 memcache_stats(app->mcache, &ms);

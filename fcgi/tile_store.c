@@ -22,6 +22,9 @@
 
 #include "http.h"
 
+/* Every stored file's mode; a trim that spares a file sets it again, which only moves ctime. */
+#define STORED_FILE_MODE 0644
+
 #define MAX_SEGMENTS 16
 #define MAX_SEGMENT 200
 #define WALK_DEPTH (MAX_SEGMENTS + 2)
@@ -356,7 +359,7 @@ static void spare(struct tile_store *s, const struct entry *e)
     int fd = openat(s->dirfd, e->path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0)
         return;
-    if (fchmod(fd, 0644) == 0)
+    if (fchmod(fd, STORED_FILE_MODE) == 0)
         s->stats.spared++;
     close(fd);
 }
@@ -422,7 +425,8 @@ int tile_store_put(struct tile_store *s, const char *path, const unsigned char *
     char tmp[64];
     snprintf(tmp, sizeof tmp, ".tmp.%ld.%llu", (long)getpid(), (unsigned long long)++s->seq);
     int rc = -1;
-    int fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+    int fd =
+        openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, STORED_FILE_MODE);
     if (fd >= 0) {
         size_t off = 0;
         while (off < len) {
@@ -433,7 +437,7 @@ int tile_store_put(struct tile_store *s, const char *path, const unsigned char *
                 break;
             off += (size_t)n;
         }
-        bool ok = off == len && fchmod(fd, 0644) == 0;
+        bool ok = off == len && fchmod(fd, STORED_FILE_MODE) == 0;
         ok = close(fd) == 0 && ok;
         if (ok && renameat(dfd, tmp, dfd, seg) == 0)
             rc = 0;
