@@ -1,8 +1,11 @@
 -- walk.lua: make wrk walk a URL list exactly once (each URL once, in list order), then stop, and
 -- time every request.
 --
---   wrk -t C -c C -d CAP --timeout 120s -s walk.lua http://127.0.0.1:PORT -- LIST REPEATS C
+--   wrk -t C -c C -d CAP --timeout 120s -s walk.lua http://127.0.0.1:PORT -- LIST REPEATS C [SLOWEST]
 --
+-- With SLOWEST = N > 0 it also prints the N slowest responses, one "SLOW us index timing" line
+-- each (index: 0-based line of LIST; timing: the Server-Timing header, "-" without one), to
+-- show what a walk's p99 is made of.
 -- wrk runs for a duration, not for a number of requests, so on its own it cannot do "each URL
 -- once". Here every connection has a wrk thread of its own, and they all take the next URL from
 -- one counter shared through memory (so the order stays the viewer's order, interleaved across
@@ -69,7 +72,12 @@ codes = {}
 lats = {}
 local S = nil
 local sent_at = nil
+local sent_i = 0
 local conns = 1
+slowest_n = 0
+local list_n = 1
+idx = {}
+timing = {}
 local started = false
 
 local function locked(f)
@@ -87,6 +95,8 @@ function init(args)
   end
   local repeats = tonumber(args[2] or "1")
   conns = tonumber(args[3] or "1")
+  slowest_n = tonumber(args[4] or "0")
+  list_n = math.max(#list, 1)
   for _ = 1, repeats do
     for _, u in ipairs(list) do reqs[#reqs + 1] = wrk.format("GET", u) end
   end
@@ -114,12 +124,17 @@ function request()
   end)
   if i >= total then return "" end
   sent_at = now_us()
+  sent_i = i % list_n
   return reqs[i + 1]
 end
 
 function response(status, headers, body)
   local t = now_us()
   lats[#lats + 1] = t - sent_at
+  if slowest_n > 0 then
+    idx[#idx + 1] = sent_i
+    timing[#timing + 1] = headers["Server-Timing"] or "-"
+  end
   local k = tostring(status)
   codes[k] = (codes[k] or 0) + 1
   local last = locked(function()
@@ -145,11 +160,13 @@ local function percentile(sorted, p)
 end
 
 function done(summary, latency, requests)
-  local all, merged, sum = {}, {}, 0
+  local all, merged, sum, slow = {}, {}, 0, {}
   for _, t in ipairs(threads) do
-    for _, v in ipairs(t:get("lats") or {}) do
+    local ix, tm = t:get("idx") or {}, t:get("timing") or {}
+    for j, v in ipairs(t:get("lats") or {}) do
       all[#all + 1] = v
       sum = sum + v
+      if ix[j] then slow[#slow + 1] = { v, ix[j], tm[j] } end
     end
     for k, v in pairs(t:get("codes") or {}) do merged[k] = (merged[k] or 0) + v end
   end
@@ -167,4 +184,8 @@ function done(summary, latency, requests)
     percentile(all, 99), all[#all] or 0, #all > 0 and sum / #all or 0, #all,
     latency:percentile(99), e.connect, e.read, e.write, e.status, e.timeout,
     table.concat(parts, ",")))
+  table.sort(slow, function(x, y) return x[1] > y[1] end)
+  for j = 1, math.min(#slow, tonumber(threads[1]:get("slowest_n") or 0)) do
+    io.write(string.format("SLOW %d %d %s\n", slow[j][1], slow[j][2], slow[j][3]))
+  end
 end
