@@ -94,8 +94,8 @@ struct block_cache *block_cache_open(const char *dir, uint64_t max_bytes, uint32
     c->dirfd = fd;
     c->max_bytes = max_bytes;
     c->block = block;
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    c->ncpu = n < 1 ? 1 : n > MAX_TOKENS ? MAX_TOKENS : (int)n;
+    int n = codec_cpu_count();
+    c->ncpu = n > MAX_TOKENS ? MAX_TOKENS : n;
     for (int i = 0; i < MAX_TOKENS; i++)
         c->tok_fd[i] = -1;
     return c;

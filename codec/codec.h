@@ -111,4 +111,12 @@ int codec_render(const char *path, const struct codec_info *info, const struct i
                  const struct codec_render_opts *opts, unsigned char **out, size_t *out_len,
                  struct verr *err);
 
+/* The cores this process may use (cpus.c): its CPU affinity (taskset, cpusets, systemd's
+ * CPUAffinity=), capped by its cgroup's CPU quota rounded up (docker --cpus, CPUQuota=); at
+ * least 1. What the worker pool and the decoders size themselves by. */
+int codec_cpu_count(void);
+/* The cores a cgroup quota of `quota` microseconds per `period` allows, rounded up; 0 for no
+ * limit ("max", "-1") or text that is not a number. */
+int codec_cpu_quota(const char *quota, const char *period);
+
 #endif

@@ -31,7 +31,9 @@ struct key {
 static const struct key keys[] = {
     {"listen", STR(listen), "127.0.0.1:9000",
      "where the FastCGI pool listens: host:port (TCP) or a unix socket path (/run/vellum.sock)"},
-    {"workers", NUM(workers, 0, 1024), "0", "worker processes; 0 = one per CPU core"},
+    {"workers", NUM(workers, 0, 1024), "0",
+     "worker processes; 0 = one per core Vellum may use (its CPU affinity, capped by a cgroup "
+     "CPU quota such as docker --cpus)"},
     {"socket_mode", KEY_OCTAL, offsetof(struct vellum_config, socket_mode), 0, 0, 0777, "0666",
      "permissions of a unix listen socket (octal), so the web server's user can connect"},
     {"image_root", STR(image_root), "/var/lib/vellum/images",

@@ -474,11 +474,8 @@ static void reload_step(struct pool *p)
 static int worker_count(const struct vellum_config *cfg)
 {
     long n = cfg->workers;
-    if (n <= 0) {
-        n = sysconf(_SC_NPROCESSORS_ONLN);
-        if (n < 1)
-            n = 1;
-    }
+    if (n <= 0)
+        n = codec_cpu_count();
     return n > MAX_WORKERS ? MAX_WORKERS : (int)n;
 }
 
@@ -594,8 +591,8 @@ int pool_run(struct vellum_config *cfg, pool_reload_fn reload, void *reload_ctx)
     set_handler(SIGPIPE, SIG_IGN);
 
     p->nslots = worker_count(cfg);
-    log_msg(LOG_LEVEL_INFO, "vellum %s listening on %s with %d workers (image_root %s)",
-            VELLUM_VERSION, cfg->listen, p->nslots, cfg->image_root);
+    log_msg(LOG_LEVEL_INFO, "vellum %s listening on %s with %d worker%s (image_root %s)",
+            VELLUM_VERSION, cfg->listen, p->nslots, p->nslots == 1 ? "" : "s", cfg->image_root);
     for (int i = 0; i < p->nslots; i++)
         start_slot(p, i);
 

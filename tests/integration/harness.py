@@ -139,7 +139,7 @@ def _stop_all():
 class Vellum:
     """`vellum serve` in its own process group, stderr captured to a file."""
 
-    def __init__(self, workdir, listen=None, args=(), env=None):
+    def __init__(self, workdir, listen=None, args=(), env=None, preexec=None):
         self.workdir = workdir
         self.port = None
         if listen is None:
@@ -153,7 +153,8 @@ class Vellum:
         _logs.append(self.log_path)
         self.proc = _register(subprocess.Popen(
             [VELLUM_BIN, "serve", "--listen", listen] + list(args),
-            stdout=self.log, stderr=subprocess.STDOUT, env=e, start_new_session=True))
+            stdout=self.log, stderr=subprocess.STDOUT, env=e, start_new_session=True,
+            preexec_fn=preexec))
         if listen.startswith("/") or listen.startswith("unix:"):
             path = listen[5:] if listen.startswith("unix:") else listen
             wait_for(lambda: os.path.exists(path), what="vellum socket " + path)

@@ -1,8 +1,10 @@
 """The pool under faults, through real nginx: a worker killed with -9 while requests flow,
-SIGTERM during a slow request, SIGHUP reload under load, recycling, crash-loop back-off."""
+SIGTERM during a slow request, SIGHUP reload under load, recycling, crash-loop back-off; and the
+default pool size under a CPU affinity mask and a cgroup CPU quota."""
 import os
 import re
 import signal
+import subprocess
 import threading
 import time
 
@@ -151,4 +153,82 @@ t.check(len(set(pids)) == 4, "recycle: a fresh worker every 5 requests (%d pids)
 t.check(v.output().count("recycled after 5 requests") >= 3, "recycle: the master logged it")
 v.stop()
 n.stop()
+
+# --- workers = 0: one per core Vellum may use ---------------------------------------------------
+# Pinned by taskset, or in a container or systemd unit with a CPU quota, a machine's cores are not
+# Vellum's: more workers than its share only queue for it.
+
+
+def pool_size(preexec=None):
+    pv = t.Vellum(work, args=["--workers", "0"], preexec=preexec)
+    m = re.search(r"listening on \S+ with (\d+) workers?", pv.output())
+    t.wait_for(lambda: len(pv.workers()) == (int(m.group(1)) if m else -1), what="workers started")
+    size = len(pv.workers())
+    pv.stop()
+    return int(m.group(1)) if m else None, size
+
+
+mask = sorted(os.sched_getaffinity(0))
+logged, running = pool_size()
+t.check(logged == running and 1 <= running <= len(mask),
+        "workers = 0: %s workers logged, %d running, %d cores in the affinity mask"
+        % (logged, running, len(mask)))
+logged, running = pool_size(lambda: os.sched_setaffinity(0, {mask[0]}))
+t.check(logged == 1 and running == 1,
+        "workers = 0 pinned to one core: one worker (%s logged, %d running)" % (logged, running))
+
+
+def quota_cgroup():
+    """A new cgroup allowing 1 CPU (v1 cpu controller, else v2 under our own), or None."""
+    name = "vellum-test-%d" % os.getpid()
+    try:
+        d = "/sys/fs/cgroup/cpu/" + name
+        if os.path.isdir("/sys/fs/cgroup/cpu"):
+            os.mkdir(d)
+            with open(d + "/cpu.cfs_period_us", "w") as f:
+                f.write("100000")
+            with open(d + "/cpu.cfs_quota_us", "w") as f:
+                f.write("100000")
+            return d
+        with open("/proc/self/cgroup") as f:
+            own = [ln.split("::", 1)[1].strip() for ln in f if ln.startswith("0::")][0]
+        d = "/sys/fs/cgroup%s/%s" % ("" if own == "/" else own, name)
+        os.mkdir(d)
+        with open(d + "/cpu.max", "w") as f:
+            f.write("100000 100000")
+        return d
+    except (OSError, IndexError) as e:
+        print("SKIP (loudly): workers = 0 under a CPU quota: cannot make a cgroup here (%s)" % e)
+        try:
+            os.rmdir(d)
+        except (OSError, UnboundLocalError):
+            pass
+        return None
+
+
+cg = quota_cgroup()
+
+
+def join():
+    with open(cg + "/cgroup.procs", "w") as f:
+        f.write(str(os.getpid()))
+
+
+if cg:
+    try:
+        subprocess.run(["true"], preexec_fn=join, check=True)
+    except (OSError, subprocess.SubprocessError) as e:
+        print("SKIP (loudly): workers = 0 under a CPU quota: cannot join the cgroup here (%s)" % e)
+        os.rmdir(cg)
+        cg = None
+if cg and len(mask) < 2:
+    print("SKIP (loudly): workers = 0 under a CPU quota: one core in the mask, nothing to tell apart")
+elif cg:
+    logged, running = pool_size(join)
+    t.check(logged == 1 and running == 1,
+            "workers = 0 in a cgroup allowed 1 CPU of %d: one worker (%s logged, %d running)"
+            % (len(mask), logged, running))
+if cg:  # the stopped processes leave the cgroup as they are reaped
+    t.wait_for(lambda: not open(cg + "/cgroup.procs").read().strip(), what="cgroup empty")
+    os.rmdir(cg)
 t.done()

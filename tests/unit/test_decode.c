@@ -18,8 +18,10 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sched.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -508,7 +510,7 @@ static void test_j2k_render_parts(void)
         CHECK_MSG(codec_render(path, &info, &plan, &opts, &out, &len, &err) == 0 && len > 0,
                   "render: %s", err.msg);
         /* one core: a single token, no parts to run side by side */
-        uint64_t want = with_cache && sysconf(_SC_NPROCESSORS_ONLN) > 1 ? 1 : 0;
+        uint64_t want = with_cache && codec_cpu_count() > 1 ? 1 : 0;
         CHECK_MSG(codec_jp2_split_count() - before == want,
                   "render %s the block cache: %llu split decodes, expected %llu",
                   with_cache ? "with" : "without",
@@ -1469,6 +1471,40 @@ static void test_fixtures(void)
     test_fixtures_vs_opj(root);
 }
 
+/* The cores the pool and the decoders size themselves by (cpus.c). */
+static void test_cpu_count(void)
+{
+    CHECK_INT(codec_cpu_quota("100000", "100000"), 1);
+    CHECK_INT(codec_cpu_quota("150000", "100000"), 2); /* docker --cpus=1.5: rounded up */
+    CHECK_INT(codec_cpu_quota("50000", "100000"), 1);
+    CHECK_INT(codec_cpu_quota("400000", "100000"), 4);
+    CHECK_INT(codec_cpu_quota("max", "100000"), 0); /* v2: no limit */
+    CHECK_INT(codec_cpu_quota("-1", "100000"), 0);  /* v1: no limit */
+    CHECK_INT(codec_cpu_quota("100000", "0"), 0);
+    CHECK_INT(codec_cpu_quota("", "100000"), 0);
+    CHECK_INT(codec_cpu_quota(NULL, "100000"), 0);
+
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CHECK(sched_getaffinity(0, sizeof set, &set) == 0);
+    int n = codec_cpu_count(), mine = CPU_COUNT(&set);
+    CHECK_MSG(n >= 1 && n <= mine, "%d cores counted, %d in the affinity mask", n, mine);
+    /* Pinned to one core (taskset -c), a process counts one, whatever the machine has. */
+    int first = 0;
+    while (first < CPU_SETSIZE && !CPU_ISSET(first, &set))
+        first++;
+    pid_t pid = fork();
+    if (pid == 0) {
+        cpu_set_t one;
+        CPU_ZERO(&one);
+        CPU_SET(first, &one);
+        _exit(sched_setaffinity(0, sizeof one, &one) == 0 ? codec_cpu_count() : 100);
+    }
+    int status = 0;
+    CHECK(pid > 0 && waitpid(pid, &status, 0) == pid && WIFEXITED(status));
+    CHECK_MSG(WEXITSTATUS(status) == 1, "pinned to one core: %d counted", WEXITSTATUS(status));
+}
+
 int main(void)
 {
     const char *base = getenv("VELLUM_TEST_TMP");
@@ -1489,6 +1525,7 @@ int main(void)
         return 1;
     }
 
+    test_cpu_count();
     test_errors();
     test_png();
     test_jpeg();
