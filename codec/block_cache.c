@@ -184,15 +184,21 @@ struct axis {
  * untiled source's full-resolution blocks are half as tall. Decoding a region of an untiled
  * JPEG 2000 pays code-block and wavelet margins on every side, where a tiled source's blocks
  * line up with its tiles: a 1024x1024 block at full resolution costs about 3x as much there
- * (docs/performance.md has the measurements). */
+ * (docs/performance.md has the measurements). The same margins make an untiled source's
+ * smallest blocks (scale factor 4 and coarser) cost about as much as a block twice as wide and
+ * tall (48 ms against 94 for four times the pixels): while requests queue for a worker
+ * (queued), the wait for one decode matters less than how many there are, and those blocks are
+ * 2 x BLOCK_MIN a side. */
 static void block_shape(const struct block_cache *c, const struct codec_info *info, int r,
-                        uint32_t *w, uint32_t *h)
+                        bool queued, uint32_t *w, uint32_t *h)
 {
     uint32_t min = c->block < BLOCK_MIN ? c->block : BLOCK_MIN;
     uint32_t side = r < 31 ? c->block >> r : 0;
     *w = *h = side < min ? min : side;
     if (r == 0 && info->tile_w == 0 && *h / 2 >= min)
         *h /= 2;
+    if (queued && info->tile_w == 0 && side <= min && 2 * min <= c->block)
+        *w = *h = 2 * min;
 }
 
 static int block_axis(uint64_t o, uint64_t size, uint64_t p0, uint64_t p1, int r,
@@ -582,9 +588,30 @@ static int stitch(struct block_cache *c, uint64_t source_key, const char *path,
     return 0;
 }
 
+/* The block of shape sw x sh at level r that holds the request's pixels rect (their axes in
+ * *ax, *ay) and what to cut from it; 1 when no block of that shape holds them all. */
+static int want_in(const struct codec_info *info, uint64_t source_key, int r,
+                   const uint64_t rect[4], uint32_t sw, uint32_t sh, struct axis *ax,
+                   struct axis *ay, struct want *wt)
+{
+    if (block_axis(info->origin_x, info->width, rect[0], rect[2], r, sw, ax) < 0 ||
+        block_axis(info->origin_y, info->height, rect[1], rect[3], r, sh, ay) < 0)
+        return 1;
+    *wt = (struct want){
+        .bw = (uint32_t)(ax->hi - ax->lo), .bh = (uint32_t)(ay->hi - ay->lo),
+        .ch = info->channels,
+        .x = (uint32_t)(ax->p0 - ax->lo), .y = (uint32_t)(ay->p0 - ay->lo),
+        .w = (uint32_t)(ax->p1 - ax->p0), .h = (uint32_t)(ay->p1 - ay->p0),
+    };
+    wt->check = block_key(source_key, r, ax->index, ay->index, wt->ch, sw, sh);
+    snprintf(wt->name, sizeof wt->name, "%016llx.blk", (unsigned long long)wt->check);
+    return 0;
+}
+
 int block_cache_decode(struct block_cache *c, uint64_t source_key, const char *path,
                        const struct codec_info *info, const struct codec_decode_req *req,
-                       struct codec_image **out, enum codec_block_use *use, struct verr *err)
+                       bool queued, struct codec_image **out, enum codec_block_use *use,
+                       struct verr *err)
 {
     *out = NULL;
     *use = CODEC_BLOCK_NONE;
@@ -612,14 +639,15 @@ int block_cache_decode(struct block_cache *c, uint64_t source_key, const char *p
         rect[3] = codec_src_ceil_shift(y + req->h, r);
     }
     struct axis ax, ay;
+    struct want wt;
     uint32_t sw, sh;
-    block_shape(c, info, r, &sw, &sh);
+    block_shape(c, info, r, queued, &sw, &sh);
     if (whole) /* every block of a level comes from one decode: one shape, the largest */
         sw = sh = c->block;
     /* A request bigger than the level's block (a viewer using large tiles) gets the smallest
      * larger block that holds it, up to block_size. */
-    while (block_axis(info->origin_x, info->width, rect[0], rect[2], r, sw, &ax) < 0 ||
-           block_axis(info->origin_y, info->height, rect[1], rect[3], r, sh, &ay) < 0) {
+    bool grown = false;
+    while (want_in(info, source_key, r, rect, sw, sh, &ax, &ay, &wt) != 0) {
         if (sw >= c->block && sh >= c->block) {
             if (whole)
                 return stitch(c, source_key, path, info, req, r, rect, out, use, err);
@@ -628,28 +656,29 @@ int block_cache_decode(struct block_cache *c, uint64_t source_key, const char *p
         }
         sw = sw * 2 < c->block ? sw * 2 : c->block;
         sh = sh * 2 < c->block ? sh * 2 : c->block;
+        grown = true;
     }
-    uint32_t bw = (uint32_t)(ax.hi - ax.lo), bh = (uint32_t)(ay.hi - ay.lo);
     /* The decoder must pick the same level for the block as for the request, or the pixels
      * would differ (only for blocks a pixel or two wide, where halving again changes nothing).
      * A whole-image source's fill checks its own decode (fill_band). */
     if (!whole && codec_src_pick_reduction((uint64_t)info->origin_x + ax.full0,
                                            (uint64_t)info->origin_y + ay.full0, ax.len, ay.len,
-                                           bw, bh, info->levels) != r) {
+                                           wt.bw, wt.bh, info->levels) != r) {
         c->stats.bypassed++;
         return 1;
     }
-    struct want wt = {
-        .bw = bw, .bh = bh, .ch = info->channels,
-        .x = (uint32_t)(ax.p0 - ax.lo), .y = (uint32_t)(ay.p0 - ay.lo),
-        .w = (uint32_t)(ax.p1 - ax.p0), .h = (uint32_t)(ay.p1 - ay.p0),
-    };
-    wt.check = block_key(source_key, r, ax.index, ay.index, wt.ch, sw, sh);
     char lockname[64];
-    snprintf(wt.name, sizeof wt.name, "%016llx.blk", (unsigned long long)wt.check);
     snprintf(lockname, sizeof lockname, "%016llx.lock", (unsigned long long)wt.check);
 
     int rc = load(c, &wt, out, err);
+    /* Where the shape depends on the queue, a block of the other shape serves as well. */
+    uint32_t ow, oh;
+    block_shape(c, info, r, !queued, &ow, &oh);
+    struct axis oax, oay;
+    struct want other;
+    if (rc == 1 && !whole && !grown && (ow != sw || oh != sh) &&
+        want_in(info, source_key, r, rect, ow, oh, &oax, &oay, &other) == 0)
+        rc = load(c, &other, out, err);
     if (rc <= 0) {
         if (rc == 0) {
             c->stats.hits++;
@@ -668,7 +697,7 @@ int block_cache_decode(struct block_cache *c, uint64_t source_key, const char *p
     uint64_t held;
     int threads = block_cache_cpu_acquire(c, c->ncpu, &held);
     const struct codec_decode_req breq = {
-        .x = ax.full0, .y = ay.full0, .w = ax.len, .h = ay.len, .want_w = bw, .want_h = bh,
+        .x = ax.full0, .y = ay.full0, .w = ax.len, .h = ay.len, .want_w = wt.bw, .want_h = wt.bh,
         .max_pixels = req->max_pixels, .max_bytes = req->max_bytes,
         .threads = threads > req->threads ? threads : req->threads,
     };
@@ -677,8 +706,8 @@ int block_cache_decode(struct block_cache *c, uint64_t source_key, const char *p
     rc = 1; /* whatever goes wrong with the block, the caller decodes the region itself */
     int drc = codec_decode(path, info, &breq, &block, &berr);
     block_cache_cpu_release(c, held);
-    if (drc == 0 && block && block->w == bw && block->h == bh && block->channels == wt.ch) {
-        *out = crop(block->px, bw, wt.ch, wt.x, wt.y, wt.w, wt.h);
+    if (drc == 0 && block && block->w == wt.bw && block->h == wt.bh && block->channels == wt.ch) {
+        *out = crop(block->px, wt.bw, wt.ch, wt.x, wt.y, wt.w, wt.h);
         if (*out) {
             store(c, wt.name, wt.check, block);
             *use = CODEC_BLOCK_DECODED;

@@ -41,7 +41,8 @@ void block_cache_close(struct block_cache *c);
 void block_cache_default_dir(char *out, size_t len);
 
 /* Decode req's region of the source at path through the cache. source_key names the file's
- * version (device, inode, size, mtime). A JPEG 2000 miss decodes the block around the region; a
+ * version (device, inode, size, mtime). queued: other requests are waiting for a worker, so a
+ * miss makes fewer, larger blocks where that saves decoding (block_shape in block_cache.c). A JPEG 2000 miss decodes the block around the region; a
  * JPEG miss decodes the band of the level around it (one block high, the image's width), a PNG
  * miss (and the miss of a JPEG its EXIF orientation turns) the whole level, and stores all of
  * their blocks; a JPEG or PNG region that spans several blocks is put together from them.
@@ -51,7 +52,8 @@ void block_cache_default_dir(char *out, size_t len);
  * *use says how (for Server-Timing). */
 int block_cache_decode(struct block_cache *c, uint64_t source_key, const char *path,
                        const struct codec_info *info, const struct codec_decode_req *req,
-                       struct codec_image **out, enum codec_block_use *use, struct verr *err);
+                       bool queued, struct codec_image **out, enum codec_block_use *use,
+                       struct verr *err);
 
 
 /* Counters of this process (for tests and /health). */

@@ -101,6 +101,7 @@ struct codec_render_opts {
     int threads;
     uint64_t max_bytes;         /* memory estimate cap per request (413 above it); 0 = none */
     struct block_cache *blocks; /* decoded blocks shared between workers (block_cache.h); NULL = none */
+    bool queued;                /* other requests wait for a worker: larger blocks (block_cache.h) */
     uint64_t source_key;        /* identifies the source file's version in the block cache */
     struct codec_timing *timing; /* filled when non-NULL */
 };

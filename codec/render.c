@@ -65,7 +65,7 @@ int codec_render(const char *path, const struct codec_info *info, const struct i
         return -1;
     /* Through the shared block cache when the region lies in one block, else directly. */
     int b = opts->blocks ? block_cache_decode(opts->blocks, opts->source_key, path, info, &req,
-                                              &img, &tm.block, err)
+                                              opts->queued, &img, &tm.block, err)
                          : 1;
     if (b < 0)
         goto done;

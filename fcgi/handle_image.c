@@ -3,6 +3,7 @@
  * resolved under image_root, the header taken from the per-worker cache, and then: 303 for the
  * base URI, info.json, or parse -> plan -> render for an image. */
 #include <inttypes.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -270,6 +271,15 @@ static void serve_info(struct app *app, const struct http_request *req, struct h
 
 /* Decoder calls run under guard_run (guard.h): an assert or crash inside OpenJPEG, libjpeg or
  * libpng answers this request with a 500 and retires the worker after the response. */
+/* Whether a request is waiting for a worker: a connection pending on the pool's listen socket
+ * (nginx opens one per request). Behind mod_fcgid each process has a socket of its own and a
+ * connection at a time, so there it is never so. */
+static bool requests_waiting(const struct app *app)
+{
+    struct pollfd p = {app->listen_fd, POLLIN, 0};
+    return app->listen_fd >= 0 && poll(&p, 1, 0) == 1 && (p.revents & POLLIN);
+}
+
 struct render_call {
     const char *path;
     const struct codec_info *src;
@@ -377,6 +387,7 @@ static void serve_image(struct app *app, const struct http_request *req, struct 
         .threads = (int)app->cfg->decode_threads,
         .max_bytes = (uint64_t)app->cfg->max_request_memory_mb << 20,
         .blocks = blocks(app),
+        .queued = requests_waiting(app),
         .source_key = http_hash(HTTP_HASH_INIT, stamp, sizeof *stamp),
         .timing = &timing,
     };

@@ -198,7 +198,7 @@ bool pool_fd0_is_listener(void)
 
 int pool_run_single(const struct vellum_config *cfg)
 {
-    struct app app = {.cfg = cfg, .started = time(NULL), .served = 0};
+    struct app app = {.cfg = cfg, .started = time(NULL), .served = 0, .listen_fd = 0};
     int fl = fcntl(0, F_GETFL);
     if (fl >= 0)
         fcntl(0, F_SETFL, fl | O_NONBLOCK);
@@ -354,7 +354,8 @@ static pid_t spawn_worker(struct pool *p)
     if (pid == 0) {
         close(master_pipe[0]);
         close(master_pipe[1]);
-        struct app app = {.cfg = p->cfg, .started = p->started, .served = 0};
+        struct app app = {.cfg = p->cfg, .started = p->started, .served = 0,
+                          .listen_fd = p->listen_fd};
         int rc = worker_loop(&app, p->listen_fd, p->self);
         _exit(rc);
     }

@@ -10,6 +10,7 @@ import concurrent.futures
 import math
 import os
 import subprocess
+import time
 
 import harness as t
 import pixels as px
@@ -106,24 +107,33 @@ total, per_worker = health_sum()
 print("block cache counters:", per_worker)
 
 
-def block_grid(r, tiled):
+def block_grid(r, tiled, queued=False):
     """The block shape at level r (architecture.md): a block covers at most BLOCK x BLOCK pixels
     of the full image (BLOCK >> r at level r, at least 256); an untiled source's full-resolution
-    blocks are half as tall."""
+    blocks are half as tall, and its 256-pixel blocks are 512 while requests queue."""
     side = max(256, BLOCK >> r)
+    if queued and not tiled and side == 256:
+        return 512, 512
     return side, (side // 2 if r == 0 and not tiled else side)
 
 
-def blocks_of(r, tiled):
-    bw, bh = block_grid(r, tiled)
+def blocks_of(r, tiled, queued=False):
+    bw, bh = block_grid(r, tiled, queued)
     lw, lh = -(-W // (1 << r)), -(-H // (1 << r))
     return -(-lw // bw) * -(-lh // bh)
 
 
-want_blocks = sum(blocks_of(r, ident == "tiled.jp2")
-                  for ident in ("lossless.jp2", "lossy.jp2", "tiled.jp2") for r in (0, 2))
-t.check(total.get("misses", 0) == want_blocks,
-        "each block was decoded once across both workers (%d misses, want %d)" % (total.get("misses", 0), want_blocks))
+# Four clients and two workers: requests sometimes wait for a worker, and then an untiled
+# image's blocks at 1/4 are the larger shape. Either way no block is decoded twice: every miss
+# stored a block file of its own.
+fewest = sum(blocks_of(r, ident == "tiled.jp2", True)
+             for ident in ("lossless.jp2", "lossy.jp2", "tiled.jp2") for r in (0, 2))
+most = sum(blocks_of(r, ident == "tiled.jp2")
+           for ident in ("lossless.jp2", "lossy.jp2", "tiled.jp2") for r in (0, 2))
+stored = len([f for f in os.listdir(cache) if f.endswith(".blk")])
+t.check(fewest <= total.get("misses", 0) <= most and total.get("misses", 0) == stored,
+        "each block was decoded once across both workers (%d misses, %d blocks stored, %d-%d "
+        "blocks of the two shapes)" % (total.get("misses", 0), stored, fewest, most))
 tiles_total = 3 * (len(tiles(1)) + len(tiles(4)))
 t.check(total.get("hits", 0) + total.get("waits", 0) + total.get("misses", 0) == tiles_total,
         "every other tile was cut from a stored block (%s, %d tiles)" % (total, tiles_total))
@@ -323,6 +333,62 @@ t.check(used <= 16 << 20, "capped cache: %d bytes stored, cap 16 MB" % used)
 nblocks = 2 * -(-W // BLOCK) * -(-H // BLOCK)
 t.check(total.get("stored", 0) == nblocks, "capped cache: all %d blocks were stored on the way (%s)" % (nblocks, total))
 t.check(total.get("evicted", 0) > 0, "capped cache: old blocks were evicted (%s)" % total)
+v.stop()
+n.stop()
+
+# --- while requests queue for the one worker, an untiled image's 1/4 level is decoded in blocks
+# of 2x2 tiles; either shape serves the other mode's requests ----------------------------------
+qcache = os.path.join(work, "qblocks")
+v = t.Vellum(work, args=["--workers", "1", "--image-root", root, "--block-cache-dir", qcache,
+                         "--debug-routes"])
+n = t.Nginx(work, v.fastcgi_address)
+level = tiles(4)  # lossy.jp2 at 1/4: 575x375, 3x2 tiles: 6 blocks of 256 or 2 of 512
+
+
+def queued_burst(ident):
+    """The level's tiles asked for at once while the worker sleeps: they all queue behind it."""
+    with concurrent.futures.ThreadPoolExecutor(len(level) + 1) as pool:
+        sleeper = pool.submit(t.request, n.port, "/debug/sleep?ms=400")
+        time.sleep(0.1)
+        results = list(pool.map(lambda tl: fetch(ident, tl), level))
+        sleeper.result()
+    return results
+
+
+def same_as_opj(ident, results):
+    src = os.path.join(root, ident)
+    return all(st == 200 and px.read_png(body)[:4] ==
+               px.opj_reference(src, 2, (x, y, x + w, y + h))[:4]
+               for (x, y, w, h, ow, oh), st, body in results)
+
+
+def misses():
+    return health_sum()[0].get("misses", 0)
+
+
+m0 = misses()
+results = queued_burst("lossy.jp2")
+m1 = misses()
+t.check(same_as_opj("lossy.jp2", results),
+        "queued: every 1/4 tile of the untiled image equals opj_decompress of its area")
+# Each request but the last saw others waiting: the first tile of each 512 block decoded it (the
+# last request may decode its 256 block if it is the first of a block).
+t.check(m1 - m0 == blocks_of(2, False, True),
+        "queued: %d block decodes for the level's %d tiles (%d blocks of 512; %d of 256 unqueued)"
+        % (m1 - m0, len(level), blocks_of(2, False, True), blocks_of(2, False)))
+results = [fetch("lossy.jp2", tl) for tl in level]  # one at a time: nothing waits
+t.check(same_as_opj("lossy.jp2", results) and misses() == m1,
+        "unqueued: the same tiles are cut from the larger blocks, with no decode (%d misses)"
+        % (misses() - m1))
+# The other way round: 256 blocks made one at a time serve a queued burst.
+m2 = misses()
+results = [fetch("lossless.jp2", tl) for tl in level]
+m3 = misses()
+t.check(m3 - m2 == blocks_of(2, False), "unqueued: one decode per 256 block (%d)" % (m3 - m2))
+results = queued_burst("lossless.jp2")
+t.check(same_as_opj("lossless.jp2", results) and misses() == m3,
+        "queued: tiles already in 256 blocks are cut from them, with no decode (%d misses)"
+        % (misses() - m3))
 v.stop()
 n.stop()
 
