@@ -33,8 +33,9 @@ struct app {
     ino_t db_ino;
     time_t started;          /* when the server (master, or the single process) started */
     uint64_t served;         /* requests served by this worker */
-    int listen_fd;           /* the pool's listen socket (pending connections: requests that
-                              * wait for a worker); -1 when the web server hands them out */
+    int listen_fd;           /* the socket workers accept on (the pool's, or fd 0 under
+                              * mod_fcgid or spawn-fcgi): a connection pending there is a
+                              * request waiting for a worker; -1: none */
     bool tainted;            /* a decoder crashed inside a guarded call: exit after this response */
     long debug_after_ms;     /* /debug/sleep?after_ms=: sleep this long once the response is out */
 };

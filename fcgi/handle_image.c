@@ -269,8 +269,6 @@ static void serve_info(struct app *app, const struct http_request *req, struct h
     http_body_take(resp, (unsigned char *)json, len);
 }
 
-/* Decoder calls run under guard_run (guard.h): an assert or crash inside OpenJPEG, libjpeg or
- * libpng answers this request with a 500 and retires the worker after the response. */
 /* Whether a request is waiting for a worker: a connection pending on the pool's listen socket
  * (nginx opens one per request). Behind mod_fcgid each process has a socket of its own and a
  * connection at a time, so there it is never so. */
@@ -280,6 +278,8 @@ static bool requests_waiting(const struct app *app)
     return app->listen_fd >= 0 && poll(&p, 1, 0) == 1 && (p.revents & POLLIN);
 }
 
+/* Decoder calls run under guard_run (guard.h): an assert or crash inside OpenJPEG, libjpeg or
+ * libpng answers this request with a 500 and retires the worker after the response. */
 struct render_call {
     const char *path;
     const struct codec_info *src;
