@@ -63,7 +63,8 @@ static bool cgroup_path(const char *controller, char *out, size_t len)
         if (!controller) {
             found = *c == '\0' && strncmp(line, "0", 2) == 0;
         } else {
-            for (char *t = strtok(c, ","); t && !found; t = strtok(NULL, ","))
+            char *save = NULL;
+            for (char *t = strtok_r(c, ",", &save); t && !found; t = strtok_r(NULL, ",", &save))
                 found = strcmp(t, controller) == 0;
         }
         if (found) {
