@@ -576,10 +576,7 @@ static int stitch(struct block_cache *c, uint64_t source_key, const char *path,
                 codec_image_free(img);
                 return rc;
             }
-            size_t row = (size_t)wt.w * (size_t)ch;
-            for (uint32_t j = 0; j < wt.h; j++)
-                memcpy(img->px + ((size_t)(oy0 - y0 + j) * img->w + (size_t)(ox0 - x0)) * ch,
-                       piece->px + (size_t)j * row, row);
+            codec_image_paste(img, piece, (uint32_t)(ox0 - x0), (uint32_t)(oy0 - y0));
             codec_image_free(piece);
         }
     }
@@ -671,14 +668,16 @@ int block_cache_decode(struct block_cache *c, uint64_t source_key, const char *p
     snprintf(lockname, sizeof lockname, "%016llx.lock", (unsigned long long)wt.check);
 
     int rc = load(c, &wt, out, err);
-    /* Where the shape depends on the queue, a block of the other shape serves as well. */
-    uint32_t ow, oh;
-    block_shape(c, info, r, !queued, &ow, &oh);
-    struct axis oax, oay;
-    struct want other;
-    if (rc == 1 && !whole && !grown && (ow != sw || oh != sh) &&
-        want_in(info, source_key, r, rect, ow, oh, &oax, &oay, &other) == 0)
-        rc = load(c, &other, out, err);
+    if (rc == 1 && !whole && !grown) {
+        /* Where the shape depends on the queue, a block of the other shape serves as well. */
+        uint32_t ow, oh;
+        struct axis oax, oay;
+        struct want other;
+        block_shape(c, info, r, !queued, &ow, &oh);
+        if ((ow != sw || oh != sh) &&
+            want_in(info, source_key, r, rect, ow, oh, &oax, &oay, &other) == 0)
+            rc = load(c, &other, out, err);
+    }
     if (rc <= 0) {
         if (rc == 0) {
             c->stats.hits++;

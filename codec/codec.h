@@ -44,6 +44,10 @@ struct codec_image {
 /* Allocates w*h*channels bytes (checked for overflow and against a 2^31 byte cap). NULL on failure. */
 struct codec_image *codec_image_new(uint32_t w, uint32_t h, int channels);
 void codec_image_free(struct codec_image *img);
+/* Copy src into dst with its top-left corner at (x, y); src must lie inside dst and have its
+ * channels. */
+void codec_image_paste(struct codec_image *dst, const struct codec_image *src, uint32_t x,
+                       uint32_t y);
 
 struct codec_decode_req {
     uint32_t x, y, w, h;      /* region in full-resolution coordinates (already clipped) */

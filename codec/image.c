@@ -3,6 +3,7 @@
 #include "codec.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 /* 2^31 bytes: a decoded buffer above this is a request to refuse, not a malloc to attempt. */
 #define CODEC_IMAGE_MAX_BYTES ((uint64_t)1 << 31)
@@ -38,4 +39,12 @@ void codec_image_free(struct codec_image *img)
         return;
     free(img->px);
     free(img);
+}
+
+void codec_image_paste(struct codec_image *dst, const struct codec_image *src, uint32_t x,
+                       uint32_t y)
+{
+    size_t ch = (size_t)dst->channels, row = (size_t)src->w * ch;
+    for (uint32_t j = 0; j < src->h; j++)
+        memcpy(dst->px + ((size_t)(y + j) * dst->w + x) * ch, src->px + (size_t)j * row, row);
 }

@@ -1056,19 +1056,10 @@ static int decode_split(const char *path, const struct codec_info *info,
     }
     if (ok && sum == along)
         img = codec_image_new((uint32_t)out_w, (uint32_t)out_h, info->channels);
-    if (img) {
-        size_t ch = (size_t)info->channels, stride = (size_t)out_w * ch;
-        uint64_t at = 0;
-        for (int k = 0; k < parts; k++) {
-            const struct codec_image *q = p[k].img;
-            size_t row = (size_t)q->w * ch;
-            for (uint32_t j = 0; j < q->h; j++) {
-                unsigned char *dst = cols ? img->px + (size_t)j * stride + (size_t)at * ch
-                                          : img->px + ((size_t)at + j) * stride;
-                memcpy(dst, q->px + (size_t)j * row, row);
-            }
-            at += cols ? q->w : q->h;
-        }
+    uint32_t at = 0;
+    for (int k = 0; img && k < parts; k++) {
+        codec_image_paste(img, p[k].img, cols ? at : 0, cols ? 0 : at);
+        at += cols ? p[k].img->w : p[k].img->h;
     }
     for (int k = 0; k < parts; k++)
         codec_image_free(p[k].img);

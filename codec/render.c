@@ -76,8 +76,7 @@ int codec_render(const char *path, const struct codec_info *info, const struct i
         struct codec_decode_req dreq = req;
         /* A region over several JPEG 2000 tiles decodes in parts, one per thread (jp2.c), which
          * scales as OpenJPEG's own threads do not: it takes every core no decode holds. */
-        bool spread =
-            opts->blocks && codec_jp2_splits(info, &req) && opts->threads < MAX_DECODE_THREADS;
+        bool spread = opts->blocks && codec_jp2_splits(info, &req);
         dreq.threads = block_cache_cpu_acquire(opts->blocks,
                                                spread ? MAX_DECODE_THREADS : opts->threads, &held);
         int drc = codec_decode(path, info, &dreq, &img, err);
